@@ -1,0 +1,72 @@
+# Lakestream: the two commands are `make demo` and `make test`; both set up what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The venv is rebuilt only when the dependency set changes.
+DEPS_HASH := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+VENV_STAMP := $(VENV)/.installed-$(DEPS_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: help setup jars demo test test-fast lint format lock kafka-start kafka-stop kafka-status \
+        mlflow-ui mlflow-stop stop clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(VENV_STAMP) jars  ## create .venv, install the pinned Python set, resolve the JVM jars (idempotent)
+
+$(VENV_STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "error: python3.11 not found; install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
+	  { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); Lakestream needs 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV); install the venv module (apt-get install python3-venv)"; exit 1; }
+	@echo "==> installing the pinned Python set into $(VENV) (first time: a few minutes)"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' || { echo "error: pip install failed (see above); check access to PyPI and re-run make setup"; exit 1; }
+	@rm -f $(VENV)/.installed-* && touch $@
+
+jars: $(VENV_STAMP)  ## resolve Delta, the Spark Kafka connector and the Kafka broker jars with Maven
+	@$(BIN)/lakestream setup jars
+
+demo: setup  ## set up, start the local stack and run the end-to-end demo
+	@$(BIN)/lakestream demo
+
+test: setup  ## run the whole test suite (unit, integration, dags, e2e) against real components
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup  ## unit tests only
+	@$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+lint: setup  ## ruff
+	@$(BIN)/ruff check .
+
+format: setup
+	@$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+lock: $(VENV_STAMP)  ## re-pin constraints.txt from the installed set (after changing pyproject.toml)
+	@$(BIN)/python -m pip freeze --exclude-editable | grep -v '^lakestream' > constraints.txt
+	@echo "constraints.txt updated; commit it"
+
+kafka-start: setup  ## start the local Kafka broker and create the topics
+	@$(BIN)/lakestream kafka start
+
+kafka-stop:  ## stop the local Kafka broker
+	@test -x $(BIN)/lakestream && $(BIN)/lakestream kafka stop || true
+
+kafka-status: setup
+	@$(BIN)/lakestream kafka status
+
+mlflow-ui: setup  ## serve the MLflow UI over the local tracking store (http://127.0.0.1:5000)
+	@$(BIN)/lakestream mlflow start
+
+mlflow-stop:
+	@test -x $(BIN)/lakestream && $(BIN)/lakestream mlflow stop || true
+
+stop:  ## stop everything the project started (broker, MLflow server, stream, cluster)
+	@test -x $(BIN)/lakestream && $(BIN)/lakestream stop || true
+
+clean: stop  ## remove all local state (var/); keeps .venv and .jars
+	rm -rf var spark-warehouse metastore_db derby.log

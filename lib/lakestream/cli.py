@@ -1,0 +1,211 @@
+"""`lakestream`: the front door to the local stack, the jobs and the lake.
+
+Every subcommand has --help. Errors Lakestream raises on purpose are printed as one clear message
+(what is wrong, what to do) with exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lakestream.config import LakestreamConfig, load_config
+from lakestream.errors import LakestreamError
+from lakestream.logs import configure_logging
+
+logger = logging.getLogger("lakestream")
+
+Handler = Callable[[argparse.Namespace, LakestreamConfig], int]
+
+
+def _cmd_setup_jars(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.platform.jars import JarSet, check_java, check_maven, pyspark_jars_dir, resolve_jar_set
+
+    print(f"java:  {check_java()}")
+    print(f"maven: {check_maven().splitlines()[0]}")
+    maven_dir = config.home / "conf" / "maven"
+    sets = [
+        JarSet("spark", maven_dir / "spark-jars.xml", config.spark.jars_dir, skip_artifacts_of=pyspark_jars_dir()),
+        JarSet("kafka", maven_dir / "kafka-broker.xml", config.kafka.broker.jars_dir),
+    ]
+    for jar_set in sets:
+        jars = resolve_jar_set(jar_set, force=args.force)
+        print(f"{jar_set.name:>5} jars: {len(jars)} in {jar_set.target}")
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    import yaml
+
+    data = json.loads(config.model_dump_json())
+    data["resolved"] = {"tracking_uri": config.tracking_uri, "registry_uri": config.registry_uri}
+    print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0
+
+
+def _cmd_kafka(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.io.kafka import ensure_topics, list_topics
+    from lakestream.platform.kafka_broker import broker_status, start_broker, stop_broker
+
+    if args.action == "start":
+        status = start_broker(config)
+        print(status.describe())
+        print(f"topics: {', '.join(list_topics(config.kafka))}")
+    elif args.action == "stop":
+        print("kafka: stopped" if stop_broker(config) else "kafka: was not running")
+    elif args.action == "status":
+        status = broker_status(config)
+        print(status.describe())
+        if status.running:
+            print(f"topics: {', '.join(list_topics(config.kafka))}")
+        return 0 if status.running else 3
+    elif args.action == "topics":
+        created = ensure_topics(config.kafka)
+        print(f"created: {', '.join(created) or 'none'}; topics: {', '.join(list_topics(config.kafka))}")
+    return 0
+
+
+def _cmd_mlflow(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.registry.tracking import mlflow_server_service, start_mlflow_server, stop_mlflow_server
+
+    if args.action == "start":
+        status = start_mlflow_server(config)
+        print(status.describe())
+        print(f"MLflow UI: http://{config.mlflow.server.host}:{config.mlflow.server.port}")
+    elif args.action == "stop":
+        print("mlflow: stopped" if stop_mlflow_server(config) else "mlflow: was not running")
+    else:
+        status = mlflow_server_service(config).status()
+        print(status.describe())
+        print(f"tracking store: {config.tracking_uri}")
+        return 0 if status.running else 3
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.spark import build_submit_command, submit_environment
+
+    script = Path(args.script)
+    if not script.exists():
+        raise LakestreamError(f"no such job script: {script}; see jobs/ and streaming/ for the entry points")
+    command = build_submit_command(config, script, args.job_args, master=args.master)
+    logger.info("spark-submit %s %s", script, " ".join(args.job_args))
+    if args.dry_run:
+        print(" ".join(command))
+        return 0
+    return subprocess.run(command, env=submit_environment(config), check=False).returncode
+
+
+def _cmd_spark_args(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.spark import build_submit_command
+
+    command = build_submit_command(config, Path("JOB.py"))
+    print(" ".join(command[1:-1]))
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.spark import build_spark_session
+
+    spark = build_spark_session(config, "sql", register_tables=True)
+    try:
+        result = spark.sql(args.query)
+        if args.format == "table":
+            result.show(args.limit, truncate=False)
+        else:
+            rows = [row.asDict(recursive=True) for row in result.limit(args.limit).collect()]
+            print(json.dumps(rows, default=str, indent=1))
+    finally:
+        spark.stop()
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.platform.kafka_broker import stop_broker
+    from lakestream.registry.tracking import stop_mlflow_server
+
+    for name, stop in (("mlflow", stop_mlflow_server), ("kafka", stop_broker)):
+        print(f"{name}: {'stopped' if stop(config) else 'not running'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.demo import run_demo
+
+    return run_demo(config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lakestream",
+        description="Lakestream: batch + streaming ML on the lakehouse (Spark, Delta, Kafka, XGBoost, MLflow).",
+    )
+    parser.add_argument("--env", help="configuration environment (conf/<env>.yaml; default $LAKESTREAM_ENV or local)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    setup = sub.add_parser("setup", help="resolve local prerequisites").add_subparsers(dest="what", required=True)
+    jars = setup.add_parser("jars", help="resolve the JVM jars (Delta, Kafka connector, Kafka broker) with Maven")
+    jars.add_argument("--force", action="store_true", help="resolve again even if up to date")
+    jars.set_defaults(handler=_cmd_setup_jars)
+
+    config = sub.add_parser("config", help="inspect configuration").add_subparsers(dest="what", required=True)
+    config.add_parser("show", help="print the resolved configuration").set_defaults(handler=_cmd_config_show)
+
+    kafka = sub.add_parser("kafka", help="the local Kafka broker (KRaft, single node, loopback)")
+    kafka.add_argument("action", choices=["start", "stop", "status", "topics"], help="topics: create missing topics")
+    kafka.set_defaults(handler=_cmd_kafka)
+
+    mlflow = sub.add_parser("mlflow", help="the local MLflow server (UI over the SQLite store)")
+    mlflow.add_argument("action", choices=["start", "stop", "status"])
+    mlflow.set_defaults(handler=_cmd_mlflow)
+
+    submit = sub.add_parser(
+        "submit",
+        help="spark-submit a job with the project's jars and settings",
+        description="Run a jobs/ or streaming/ entry point through spark-submit with the same jars and "
+        "settings a session gets. Arguments after the script go to the job.",
+    )
+    submit.add_argument("script", help="e.g. jobs/smoke_pipeline.py")
+    submit.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments for the job")
+    submit.add_argument("--master", help="override spark.master (e.g. spark://127.0.0.1:7077)")
+    submit.add_argument("--dry-run", action="store_true", help="print the spark-submit command only")
+    submit.set_defaults(handler=_cmd_submit)
+
+    spark_args = sub.add_parser("spark-args", help="print the spark-submit flags (--jars, --conf) for other launchers")
+    spark_args.set_defaults(handler=_cmd_spark_args)
+
+    sql = sub.add_parser("sql", help="run Spark SQL over the lake tables (database.table names)")
+    sql.add_argument("query", help='e.g. "SELECT * FROM smoke.events LIMIT 5"')
+    sql.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    sql.add_argument("--format", choices=["table", "json"], default="table")
+    sql.set_defaults(handler=_cmd_sql)
+
+    sub.add_parser("stop", help="stop every local service the project started").set_defaults(handler=_cmd_stop)
+    sub.add_parser("demo", help="run the end-to-end demo on the local stack").set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lakestream` command."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        config = load_config(args.env)
+        return int(args.handler(args, config))
+    except LakestreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Kafka clients built from configuration: admin (topics), producer and consumer, and Spark source options."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from lakestream.config.models import KafkaConfig, TopicConfig
+from lakestream.errors import ServiceError
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient
+
+logger = logging.getLogger(__name__)
+
+
+def python_client_options(kafka: KafkaConfig) -> dict[str, Any]:
+    """kafka-python keyword arguments (bootstrap servers and security) from configuration."""
+    sec = kafka.security
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "security_protocol": sec.protocol,
+    }
+    if sec.sasl_mechanism:
+        options["sasl_mechanism"] = sec.sasl_mechanism
+        options["sasl_plain_username"] = sec.sasl_username
+        options["sasl_plain_password"] = sec.sasl_password.get_secret_value() if sec.sasl_password else None
+    if sec.ssl_cafile is not None:
+        options["ssl_cafile"] = str(sec.ssl_cafile)
+    return options
+
+
+def spark_kafka_options(kafka: KafkaConfig) -> dict[str, str]:
+    """Options for Spark's Kafka source and sink: every client setting prefixed with `kafka.`."""
+    return {f"kafka.{key}": value for key, value in kafka.client_options().items()}
+
+
+def build_admin_client(kafka: KafkaConfig, *, timeout_ms: int = 10_000) -> KafkaAdminClient:
+    """An admin client for the configured cluster, or a ServiceError saying it is unreachable."""
+    from kafka.admin import KafkaAdminClient  # noqa: PLC0415
+    from kafka.errors import KafkaError  # noqa: PLC0415
+
+    try:
+        return KafkaAdminClient(
+            **python_client_options(kafka), request_timeout_ms=timeout_ms, client_id="lakestream-admin"
+        )
+    except KafkaError as exc:
+        raise ServiceError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} ({exc}); start the local broker with "
+            "`lakestream kafka start` or fix kafka.bootstrap_servers"
+        ) from None
+
+
+def build_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
+    """A producer for the configured cluster (acks=all, idempotent where supported)."""
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    options = {"acks": "all", "linger_ms": 5, **python_client_options(kafka), **overrides}
+    return KafkaProducer(**options)
+
+
+def build_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:
+    """A consumer of the given topics from the earliest offset (unless overridden)."""
+    from kafka import KafkaConsumer  # noqa: PLC0415
+
+    options = {"auto_offset_reset": "earliest", "enable_auto_commit": False, **python_client_options(kafka)}
+    return KafkaConsumer(*topics, **{**options, **overrides})
+
+
+def ensure_topics(kafka: KafkaConfig, topics: Iterable[TopicConfig] | None = None) -> list[str]:
+    """Create the configured topics that do not exist yet; return the names created."""
+    from kafka.admin import NewTopic  # noqa: PLC0415
+    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+
+    wanted = list(topics if topics is not None else kafka.topics.all())
+    admin = build_admin_client(kafka)
+    try:
+        existing = set(admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name=topic.name,
+                            num_partitions=topic.partitions,
+                            replication_factor=topic.replication_factor,
+                            topic_configs={"retention.ms": str(topic.retention_ms)},
+                        )
+                    ]
+                )
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                logger.info("topic %s appeared concurrently; keeping it", topic.name)
+        for name in created:
+            logger.info("created topic %s", name)
+        return created
+    finally:
+        admin.close()
+
+
+def list_topics(kafka: KafkaConfig) -> list[str]:
+    """The topic names of the configured cluster (internal topics excluded)."""
+    admin = build_admin_client(kafka)
+    try:
+        return sorted(name for name in admin.list_topics() if not name.startswith("__"))
+    finally:
+        admin.close()

@@ -1,0 +1,1 @@
+"""The local platform the project runs itself: JVM jars, the Kafka broker, background services."""

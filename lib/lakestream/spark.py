@@ -1,0 +1,160 @@
+"""The one SparkSession factory, and the spark-submit command built from the same settings.
+
+Every session gets Delta (extensions and catalog), the local jars (Delta, Kafka connector), UTC,
+the RocksDB state store and the worker Python of this virtualenv. Tables are reached by name through an
+in-memory catalog that is filled from the lake folder (``register_lake_tables``): no Hive metastore,
+so any number of JVMs (a stream, batch jobs, a SQL shell) can read the same tables at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakestream.config.models import LakestreamConfig
+from lakestream.platform.jars import list_jars
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+# Settings that spark-submit takes as flags of its own rather than --conf.
+_SUBMIT_FLAGS = {"spark.jars": "--jars", "spark.driver.memory": "--driver-memory"}
+
+
+def worker_python() -> str:
+    """The interpreter Spark workers must run: this virtualenv's, so xgboost and lakestream import."""
+    return os.environ.get("PYSPARK_PYTHON") or sys.executable
+
+
+def spark_settings(config: LakestreamConfig) -> dict[str, str]:
+    """Every spark.* setting Lakestream needs, from configuration; shared by sessions and spark-submit."""
+    jars = list_jars(config.spark.jars_dir, what="Spark (Delta, Kafka connector)")
+    settings = {
+        "spark.jars": ",".join(str(jar) for jar in jars),
+        "spark.driver.memory": config.spark.driver_memory,
+        "spark.executor.memory": config.spark.executor_memory,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.warehouse.dir": str(config.paths.state_dir / "warehouse"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        "spark.pyspark.python": worker_python(),
+        "spark.databricks.delta.snapshotPartitions": str(max(config.spark.shuffle_partitions, 1)),
+    }
+    settings.update(config.spark.conf)
+    return settings
+
+
+def build_spark_session(
+    config: LakestreamConfig,
+    app_name: str,
+    *,
+    extra_conf: Mapping[str, str] | None = None,
+    register_tables: bool = False,
+) -> SparkSession:
+    """Build (or reuse) the SparkSession of this process from configuration.
+
+    Under spark-submit the submit flags win: settings already present in the launcher's SparkConf are
+    left alone, so `--master` or `--conf` on the command line override the configuration.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", worker_python())
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark import SparkConf, SparkContext  # noqa: PLC0415 - pyspark is heavy; import on use
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    settings = {**spark_settings(config), **(extra_conf or {})}
+    launched_by_submit = "PYSPARK_GATEWAY_PORT" in os.environ or SparkContext._active_spark_context is not None
+    present = SparkConf() if launched_by_submit else None
+    builder = SparkSession.builder.appName(f"{config.spark.app_name_prefix}-{app_name}")
+    if present is None or not present.contains("spark.master"):
+        builder = builder.master(config.spark.master)
+    for key, value in settings.items():
+        if present is None or not present.contains(key):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(config.spark.log_level)
+    logger.info("spark session %s on %s (Spark %s)", app_name, spark.sparkContext.master, spark.version)
+    if register_tables:
+        register_lake_tables(spark, config)
+    return spark
+
+
+def lake_tables(config: LakestreamConfig) -> list[tuple[str, str, Path]]:
+    """Every Delta table under the lake root as (database, table, path): <lake_root>/<database>/<table>."""
+    root = config.paths.lake_root
+    if not root.is_dir():
+        return []
+    found = []
+    for database in sorted(p for p in root.iterdir() if p.is_dir()):
+        for table in sorted(p for p in database.iterdir() if (p / "_delta_log").is_dir()):
+            found.append((database.name, table.name, table))
+    return found
+
+
+def register_lake_tables(spark: SparkSession, config: LakestreamConfig) -> list[str]:
+    """Make every lake table reachable by name (database.table) in this session's catalog."""
+    names = []
+    for database, table, path in lake_tables(config):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        spark.sql(f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` USING delta LOCATION '{path}'")
+        names.append(f"{database}.{table}")
+    logger.info("registered %d lake tables: %s", len(names), ", ".join(names) or "none yet")
+    return names
+
+
+def spark_submit_executable() -> Path:
+    """The spark-submit script of the installed pyspark."""
+    import pyspark  # noqa: PLC0415
+
+    return Path(pyspark.__file__).parent / "bin" / "spark-submit"
+
+
+def build_submit_command(
+    config: LakestreamConfig,
+    script: Path,
+    args: Sequence[str] = (),
+    *,
+    master: str | None = None,
+    name: str | None = None,
+) -> list[str]:
+    """The spark-submit command that runs `script` with exactly the settings a session would get."""
+    settings = spark_settings(config)
+    command = [
+        str(spark_submit_executable()),
+        "--master",
+        master or config.spark.master,
+        "--deploy-mode",
+        config.spark.deploy_mode,
+        "--name",
+        name or f"{config.spark.app_name_prefix}-{script.stem}",
+    ]
+    for key, flag in _SUBMIT_FLAGS.items():
+        command += [flag, settings.pop(key)]
+    for key, value in settings.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, str(script), *args]
+
+
+def submit_environment(config: LakestreamConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a spark-submit child: the venv's Python and the same configuration selection."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("PYSPARK_PYTHON", worker_python())
+    env.setdefault("PYSPARK_DRIVER_PYTHON", worker_python())
+    env["LAKESTREAM_ENV"] = config.env
+    env["LAKESTREAM_HOME"] = str(config.home)
+    return env

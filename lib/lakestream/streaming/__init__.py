@@ -1,0 +1,1 @@
+"""Structured Streaming jobs' logic: queries built from configuration, started by streaming/ entry points."""
