@@ -74,8 +74,8 @@ def build_spark_session(
     """
     os.environ.setdefault("PYSPARK_PYTHON", worker_python())
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    from pyspark import SparkConf, SparkContext  # noqa: PLC0415 - pyspark is heavy; import on use
-    from pyspark.sql import SparkSession  # noqa: PLC0415
+    from pyspark import SparkConf, SparkContext
+    from pyspark.sql import SparkSession
 
     settings = {**spark_settings(config), **(extra_conf or {})}
     launched_by_submit = "PYSPARK_GATEWAY_PORT" in os.environ or SparkContext._active_spark_context is not None
@@ -119,7 +119,7 @@ def register_lake_tables(spark: SparkSession, config: LakestreamConfig) -> list[
 
 def spark_submit_executable() -> Path:
     """The spark-submit script of the installed pyspark."""
-    import pyspark  # noqa: PLC0415
+    import pyspark
 
     return Path(pyspark.__file__).parent / "bin" / "spark-submit"
 

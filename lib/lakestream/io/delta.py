@@ -54,6 +54,6 @@ def write_delta(
 
 def table_version(spark: SparkSession, path: Path) -> int:
     """The latest committed version of a Delta table (for lineage)."""
-    from delta.tables import DeltaTable  # noqa: PLC0415
+    from delta.tables import DeltaTable
 
     return int(DeltaTable.forPath(spark, str(path)).history(1).select("version").first()[0])

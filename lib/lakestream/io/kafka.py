@@ -39,8 +39,8 @@ def spark_kafka_options(kafka: KafkaConfig) -> dict[str, str]:
 
 def build_admin_client(kafka: KafkaConfig, *, timeout_ms: int = 10_000) -> KafkaAdminClient:
     """An admin client for the configured cluster, or a ServiceError saying it is unreachable."""
-    from kafka.admin import KafkaAdminClient  # noqa: PLC0415
-    from kafka.errors import KafkaError  # noqa: PLC0415
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     try:
         return KafkaAdminClient(
@@ -55,7 +55,7 @@ def build_admin_client(kafka: KafkaConfig, *, timeout_ms: int = 10_000) -> Kafka
 
 def build_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
     """A producer for the configured cluster (acks=all, idempotent where supported)."""
-    from kafka import KafkaProducer  # noqa: PLC0415
+    from kafka import KafkaProducer
 
     options = {"acks": "all", "linger_ms": 5, **python_client_options(kafka), **overrides}
     return KafkaProducer(**options)
@@ -63,7 +63,7 @@ def build_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
 
 def build_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:
     """A consumer of the given topics from the earliest offset (unless overridden)."""
-    from kafka import KafkaConsumer  # noqa: PLC0415
+    from kafka import KafkaConsumer
 
     options = {"auto_offset_reset": "earliest", "enable_auto_commit": False, **python_client_options(kafka)}
     return KafkaConsumer(*topics, **{**options, **overrides})
@@ -71,8 +71,8 @@ def build_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaC
 
 def ensure_topics(kafka: KafkaConfig, topics: Iterable[TopicConfig] | None = None) -> list[str]:
     """Create the configured topics that do not exist yet; return the names created."""
-    from kafka.admin import NewTopic  # noqa: PLC0415
-    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
 
     wanted = list(topics if topics is not None else kafka.topics.all())
     admin = build_admin_client(kafka)

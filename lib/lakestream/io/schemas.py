@@ -17,7 +17,7 @@ TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 
 def transaction_event_schema() -> StructType:
     """A card transaction as the payment gateway emits it (no label): one JSON object per line/message."""
-    from pyspark.sql.types import (  # noqa: PLC0415 - keep the module importable without a JVM
+    from pyspark.sql.types import (
         DoubleType,
         LongType,
         StringType,
@@ -38,7 +38,7 @@ def transaction_event_schema() -> StructType:
 
 def fraud_label_event_schema() -> StructType:
     """A chargeback report: the transaction it concerns, when it was reported, and the fraud scenario."""
-    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType  # noqa: PLC0415
+    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
     return StructType(
         [

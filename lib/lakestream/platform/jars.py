@@ -63,7 +63,7 @@ def check_maven() -> str:
 
 def pyspark_jars_dir() -> Path:
     """The jars folder of the installed pyspark."""
-    import pyspark  # noqa: PLC0415 - only setup needs it, keep the module importable without Spark
+    import pyspark
 
     return Path(pyspark.__file__).parent / "jars"
 

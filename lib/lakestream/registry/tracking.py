@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 def configure_mlflow(config: LakestreamConfig, experiment: str | None = None) -> str:
     """Set the tracking and registry URIs and make sure the experiment exists; return its id."""
-    import mlflow  # noqa: PLC0415 - heavy; only when tracking is needed
+    import mlflow
 
     if config.tracking_uri.startswith("sqlite:///"):
         config.mlflow_db_path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def read_kafka_stream(
 
 def select_raw_columns(records: DataFrame) -> DataFrame:
     """Kafka records -> raw landing columns: key, value (bytes), topic, partition, offset, kafka_ts, ingested_at."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     return records.select(
         "key",

@@ -1,0 +1,39 @@
+"""The session settings and the spark-submit command come from the same configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakestream.config import LakestreamConfig, load_config
+from lakestream.errors import SetupError
+from lakestream.spark import build_submit_command, spark_settings
+
+
+def test_settings_wire_delta_local_jars_and_utc(config: LakestreamConfig) -> None:
+    settings = spark_settings(config)
+    assert settings["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert settings["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    assert settings["spark.sql.session.timeZone"] == "UTC"
+    jars = settings["spark.jars"].split(",")
+    assert any("delta-spark_4.2_2.13" in jar for jar in jars)
+    assert any("spark-sql-kafka-0-10_2.13" in jar for jar in jars)
+    assert all(Path(jar).is_file() for jar in jars)
+
+
+def test_submit_command_carries_the_same_settings(config: LakestreamConfig) -> None:
+    command = build_submit_command(config, Path("jobs/x.py"), ["--day", "2018-04-01"], master="spark://h:7077")
+    assert command[0].endswith("spark-submit")
+    assert command[command.index("--master") + 1] == "spark://h:7077"
+    assert command[command.index("--jars") + 1] == spark_settings(config)["spark.jars"]
+    confs = {command[i + 1] for i, part in enumerate(command) if part == "--conf"}
+    assert "spark.sql.session.timeZone=UTC" in confs
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in confs
+    assert command[-3:] == ["jobs/x.py", "--day", "2018-04-01"]
+
+
+def test_missing_jars_tell_the_user_to_run_setup(tmp_path: Path) -> None:
+    config = load_config("local", environ={"LAKESTREAM__SPARK__JARS_DIR": str(tmp_path / "none")})
+    with pytest.raises(SetupError, match=r"run `make setup`"):
+        spark_settings(config)
