@@ -30,6 +30,7 @@ def lakestream_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "LAKESTREAM__KAFKA__BROKER__CONTROLLER_PORT": str(controller_port),
         "LAKESTREAM__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
         "LAKESTREAM__MLFLOW__SERVER__PORT": str(mlflow_port),
+        "AIRFLOW_HOME": str(state / "airflow"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
