@@ -1,0 +1,185 @@
+"""The batch feature engine: compiles a FeatureSetSpec to native Spark window expressions.
+
+Pure transforms only (DataFrame -> DataFrame, no IO, no actions). Windows are event-time range frames over
+the epoch second of each row, partitioned by the entity:
+
+- ``(t - w, t]`` for undelayed windows, ``(t - d - w, t - d]`` for a label delay ``d``; both ends in whole
+  seconds, so the frame is ``rangeBetween(-(d + w) + 1, -d)``.
+- Same-second ties (``ties: earlier_only``, the book's behaviour): a row counts only the rows of its second
+  with a smaller transaction id; count, sum, mean and stddev subtract the later peers' contributions.
+- Label aggregations read ``label_known``: the label of a row counts only if it was reported within the
+  label delay, so a feature at time t never uses a label reported after t (point-in-time correct).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column, Window
+from pyspark.sql import functions as F  # noqa: N812
+
+from lakestream.features.spec import SECONDS_PER_DAY, Aggregation, FeatureSetSpec, RowFeature, WindowGroup
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+TS = "_ts"  # epoch seconds of the event
+LABEL_KNOWN = "_label_known"
+
+
+def compute_features(events: DataFrame, *, spec: FeatureSetSpec) -> DataFrame:
+    """Source rows (+ label, reported_at) -> source columns + every feature of the spec; one row per event."""
+    source = spec.source
+    frame = events.withColumn(TS, F.col(source.timestamp).cast("long"))
+    if any(a.on_label for group in spec.windows for a in group.aggregations):
+        frame = frame.withColumn(LABEL_KNOWN, label_known(spec))
+    frame = frame.select("*", *[_row_feature(f, spec) for f in spec.row_features])
+    for group in spec.windows:
+        frame = frame.select("*", *_window_columns(group, spec))
+    for feature in spec.derived_features:
+        frame = frame.withColumn(feature.name, _row_feature_expr(feature, spec))
+    helpers = [c for c in frame.columns if c.startswith("_")]
+    return frame.drop(*helpers, source.label, source.label_reported_at)
+
+
+def label_known(spec: FeatureSetSpec) -> Column:
+    """1 if the row is a fraud whose label was reported within the label delay, else 0."""
+    source = spec.source
+    delay_seconds = round(spec.label_delay_days * SECONDS_PER_DAY)
+    reported = F.col(source.label_reported_at).cast("long")
+    known = (F.col(source.label) == 1) & reported.isNotNull() & (reported <= F.col(TS) + F.lit(delay_seconds))
+    return F.when(known, F.lit(1)).otherwise(F.lit(0))
+
+
+def _row_feature(feature: RowFeature, spec: FeatureSetSpec) -> Column:
+    return _row_feature_expr(feature, spec).alias(feature.name)
+
+
+def _row_feature_expr(feature: RowFeature, spec: FeatureSetSpec) -> Column:
+    ts = F.col(spec.source.timestamp)
+    if feature.kind == "is_weekend":
+        return F.dayofweek(ts).isin(1, 7).cast("int")  # Spark: Sunday = 1, Saturday = 7
+    if feature.kind == "is_night":
+        return (F.hour(ts) <= feature.night_end_hour).cast("int")
+    if feature.kind == "hour_of_day":
+        return F.hour(ts)
+    if feature.kind == "copy":
+        return F.col(str(feature.column))
+    if feature.kind == "ratio":
+        denominator = F.col(str(feature.denominator)).cast("double")
+        ok = denominator.isNotNull() & (denominator != 0)
+        return F.when(ok, F.col(str(feature.column)) / denominator).otherwise(F.lit(feature.default))
+    # zscore
+    std = F.col(str(feature.std)).cast("double")
+    ok = std.isNotNull() & (std > 0) & F.col(str(feature.mean)).isNotNull()
+    return F.when(ok, (F.col(str(feature.column)) - F.col(str(feature.mean))) / std).otherwise(F.lit(feature.default))
+
+
+def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
+    entity_order = Window.partitionBy(group.entity).orderBy(TS)
+    by_id = Window.partitionBy(group.entity).orderBy(TS, spec.source.id)
+    later_peers = Window.partitionBy(group.entity, TS).orderBy(spec.source.id).rowsBetween(1, Window.unboundedFollowing)
+    delay = round(group.delay_days * SECONDS_PER_DAY)
+    subtract_peers = delay == 0 and group.ties == "earlier_only"
+    columns = []
+    for window_days, aggregation, name in group.expanded():
+        width = round(window_days * SECONDS_PER_DAY)
+        frame = entity_order.rangeBetween(-(delay + width) + 1, -delay)
+        value = _aggregation_input(aggregation)
+        if aggregation.agg == "time_since_last":
+            gap = F.col(TS) - F.lag(TS).over(by_id)
+            result = F.when(gap.isNotNull() & (gap < width), gap.cast("double"))
+        elif aggregation.agg == "last":
+            gap = F.col(TS) - F.lag(TS).over(by_id)
+            result = F.when(gap.isNotNull() & (gap < width), F.lag(value).over(by_id))
+        elif aggregation.agg in {"min", "max"}:
+            result = _extreme_aggregate(
+                aggregation,
+                value,
+                entity_order=entity_order,
+                width=width,
+                delay=delay,
+                group=group,
+                same_second=Window.partitionBy(group.entity, TS).orderBy(spec.source.id),
+            )
+        else:
+            result = _moment_aggregate(
+                aggregation,
+                value,
+                frame=frame,
+                later_peers=later_peers if subtract_peers else None,
+                exclude_current=delay == 0 and not group.include_current,
+            )
+        default = aggregation.default
+        if default is None and aggregation.agg == "count":
+            default = 0.0
+        if default is not None:
+            result = F.coalesce(result, F.lit(default))
+        if aggregation.agg == "count":
+            result = result.cast("long")
+        columns.append(result.alias(name))
+    return columns
+
+
+def _extreme_aggregate(
+    aggregation: Aggregation,
+    value: Column,
+    *,
+    entity_order: Window,
+    width: int,
+    delay: int,
+    group: WindowGroup,
+    same_second: Window,
+) -> Column:
+    """min / max: earlier seconds by range frame, the current second by id order (peers cannot be subtracted)."""
+    agg_fn, combine = (F.min, F.least) if aggregation.agg == "min" else (F.max, F.greatest)
+    if delay > 0:
+        return agg_fn(value).over(entity_order.rangeBetween(-(delay + width) + 1, -delay))
+    parts = [
+        agg_fn(value).over(entity_order.rangeBetween(-width + 1, -1)),  # earlier seconds
+        agg_fn(value).over(same_second.rowsBetween(Window.unboundedPreceding, -1)),  # earlier ids, this second
+    ]
+    if group.include_current:
+        parts.append(value)
+    if group.ties == "all":
+        parts.append(agg_fn(value).over(same_second.rowsBetween(1, Window.unboundedFollowing)))
+    return combine(*parts)
+
+
+def _aggregation_input(aggregation: Aggregation) -> Column:
+    if aggregation.on_label:
+        return F.col(LABEL_KNOWN)
+    if aggregation.column is None:
+        return F.lit(1)
+    return F.col(aggregation.column).cast("double")
+
+
+def _moment_aggregate(
+    aggregation: Aggregation,
+    value: Column,
+    *,
+    frame: Window,
+    later_peers: Window | None,
+    exclude_current: bool,
+) -> Column:
+    """count / sum / mean / stddev from the frame's count, sum and sum of squares, minus excluded rows."""
+    count = F.count(F.lit(1)).over(frame)
+    total = F.sum(value).over(frame)
+    squares = F.sum(value * value).over(frame)
+    if later_peers is not None:
+        count = count - F.count(F.lit(1)).over(later_peers)
+        total = total - F.coalesce(F.sum(value).over(later_peers), F.lit(0.0))
+        squares = squares - F.coalesce(F.sum(value * value).over(later_peers), F.lit(0.0))
+    if exclude_current:
+        count = count - 1
+        total = total - value
+        squares = squares - value * value
+    if aggregation.agg == "count":
+        return count
+    if aggregation.agg == "sum":
+        return F.when(count > 0, total)
+    if aggregation.agg == "mean":
+        return F.when(count > 0, total / count)
+    # stddev: sample standard deviation (ddof = 1), as pandas' rolling std
+    variance = (squares - total * total / count) / (count - 1)
+    return F.when(count > 1, F.sqrt(F.greatest(variance, F.lit(0.0))))
