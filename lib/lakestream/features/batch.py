@@ -30,7 +30,7 @@ LABEL_KNOWN = "_label_known"
 def compute_features(events: DataFrame, *, spec: FeatureSetSpec) -> DataFrame:
     """Source rows (+ label, reported_at) -> source columns + every feature of the spec; one row per event."""
     source = spec.source
-    frame = events.withColumn(TS, F.col(source.timestamp).cast("long"))
+    frame = events.withColumn(TS, F.col(source.timestamp).cast("timestamp").cast("long"))
     if any(a.on_label for group in spec.windows for a in group.aggregations):
         frame = frame.withColumn(LABEL_KNOWN, label_known(spec))
     frame = frame.select("*", *[_row_feature(f, spec) for f in spec.row_features])
@@ -46,7 +46,7 @@ def label_known(spec: FeatureSetSpec) -> Column:
     """1 if the row is a fraud whose label was reported within the label delay, else 0."""
     source = spec.source
     delay_seconds = round(spec.label_delay_days * SECONDS_PER_DAY)
-    reported = F.col(source.label_reported_at).cast("long")
+    reported = F.col(source.label_reported_at).cast("timestamp").cast("long")
     known = (F.col(source.label) == 1) & reported.isNotNull() & (reported <= F.col(TS) + F.lit(delay_seconds))
     return F.when(known, F.lit(1)).otherwise(F.lit(0))
 
@@ -84,7 +84,6 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
     columns = []
     for window_days, aggregation, name in group.expanded():
         width = round(window_days * SECONDS_PER_DAY)
-        frame = entity_order.rangeBetween(-(delay + width) + 1, -delay)
         value = _aggregation_input(aggregation)
         if aggregation.agg == "time_since_last":
             gap = F.col(TS) - F.lag(TS).over(by_id)
@@ -106,7 +105,9 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
             result = _moment_aggregate(
                 aggregation,
                 value,
-                frame=frame,
+                entity_order=entity_order,
+                lower=-(delay + width),
+                upper=-delay,
                 later_peers=later_peers if subtract_peers else None,
                 exclude_current=delay == 0 and not group.include_current,
             )
@@ -158,16 +159,28 @@ def _moment_aggregate(
     aggregation: Aggregation,
     value: Column,
     *,
-    frame: Window,
+    entity_order: Window,
+    lower: int,
+    upper: int,
     later_peers: Window | None,
     exclude_current: bool,
 ) -> Column:
-    """count / sum / mean / stddev from the frame's count, sum and sum of squares, minus excluded rows."""
-    count = F.count(F.lit(1)).over(frame)
-    total = F.sum(value).over(frame)
-    squares = F.sum(value * value).over(frame)
+    """count / sum / mean / stddev over (t + lower, t + upper] from running totals, minus excluded rows.
+
+    A sliding frame makes Spark re-aggregate its whole buffer whenever a row leaves it; running totals
+    (frames from UNBOUNDED PRECEDING) grow incrementally, so each window costs O(1) per row: the window is
+    the difference of the running totals at its two ends.
+    """
+
+    def running(expr: Column, bound: int) -> Column:
+        return F.coalesce(F.sum(expr).over(entity_order.rangeBetween(Window.unboundedPreceding, bound)), F.lit(0))
+
+    one = F.lit(1)
+    count = running(one, upper) - running(one, lower)
+    total = running(value, upper) - running(value, lower)
+    squares = running(value * value, upper) - running(value * value, lower)
     if later_peers is not None:
-        count = count - F.count(F.lit(1)).over(later_peers)
+        count = count - F.count(one).over(later_peers)
         total = total - F.coalesce(F.sum(value).over(later_peers), F.lit(0.0))
         squares = squares - F.coalesce(F.sum(value * value).over(later_peers), F.lit(0.0))
     if exclude_current:

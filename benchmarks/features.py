@@ -1,0 +1,283 @@
+"""Benchmark: the fraud_v1 features, side by side in one run on the same input and the same 2 cores.
+
+- Lakestream's Spark engine (local[2]): full history, and one incremental day (look-back read only);
+- plain pandas, the way the book does it (per-entity groupby + time-based rolling windows);
+- DuckDB SQL window functions over the same Parquet input.
+
+The input is the default simulated dataset (the book's 1,754,155 transactions), generated once with the
+NumPy simulator core and cached as Parquet partitioned by day. The run also checks that the engine's
+features equal the pandas (book) features: counts exactly, means within 1e-9, and reports the rows that
+differ (same-second ties, see fraud-protocol.md). Writes benchmarks/results/features.json.
+
+    .venv/bin/python benchmarks/features.py [--scale 1] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "var" / "bench" / "features"
+BOOK = [
+    "CUSTOMER_ID_NB_TX_1DAY_WINDOW",
+    "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW",
+    "CUSTOMER_ID_NB_TX_7DAY_WINDOW",
+    "CUSTOMER_ID_AVG_AMOUNT_7DAY_WINDOW",
+    "CUSTOMER_ID_NB_TX_30DAY_WINDOW",
+    "CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW",
+    "TERMINAL_ID_NB_TX_1DAY_WINDOW",
+    "TERMINAL_ID_RISK_1DAY_WINDOW",
+    "TERMINAL_ID_NB_TX_7DAY_WINDOW",
+    "TERMINAL_ID_RISK_7DAY_WINDOW",
+    "TERMINAL_ID_NB_TX_30DAY_WINDOW",
+    "TERMINAL_ID_RISK_30DAY_WINDOW",
+]
+logger = logging.getLogger("benchmarks.features")
+
+
+def generate_input(scale: int, n_days: int) -> Path:
+    """The simulated dataset as Parquet partitioned by tx_date (cached per size)."""
+    from lakestream.simulate.generator import SimulationParams, simulate_transactions
+
+    target = WORK / f"input_x{scale}_{n_days}d"
+    if (target / "_SUCCESS").exists():
+        return target
+    params = SimulationParams(n_customers=5000 * scale, n_terminals=10000 * scale, nb_days=n_days)
+    started = time.perf_counter()
+    data = simulate_transactions(params)
+    frame = pd.DataFrame(
+        {
+            "transaction_id": data["transaction_id"],
+            "tx_datetime": pd.to_datetime(data["tx_datetime"]),
+            "customer_id": data["customer_id"],
+            "terminal_id": data["terminal_id"],
+            "tx_amount": data["amount"],
+            "tx_fraud": data["tx_fraud"].astype("int32"),
+        }
+    )
+    frame["reported_at"] = frame["tx_datetime"].where(frame["tx_fraud"] == 1) + pd.Timedelta(days=7)
+    frame["tx_date"] = frame["tx_datetime"].dt.date.astype(str)
+    if target.exists():
+        shutil.rmtree(target)
+    frame.to_parquet(target, partition_cols=["tx_date"], index=False, coerce_timestamps="us")
+    (target / "_SUCCESS").write_text("")
+    logger.info("generated %d rows in %.1fs into %s", len(frame), time.perf_counter() - started, target)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------- pandas
+def pandas_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The book's way: per customer / per terminal groups, time-based rolling windows on the timestamp."""
+
+    def customer_windows(group: pd.DataFrame) -> pd.DataFrame:
+        group = group.sort_values("tx_datetime").set_index("tx_datetime")
+        out = pd.DataFrame(index=group["transaction_id"].to_numpy())
+        for w in (1, 7, 30):
+            rolling = group["tx_amount"].rolling(f"{w}D")
+            count, total = rolling.count().to_numpy(), rolling.sum().to_numpy()
+            out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = count
+            out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = total / count
+        return out
+
+    def terminal_windows(group: pd.DataFrame) -> pd.DataFrame:
+        group = group.sort_values("tx_datetime").set_index("tx_datetime")
+        out = pd.DataFrame(index=group["transaction_id"].to_numpy())
+        delay_count = group["tx_fraud"].rolling("7D").count().to_numpy()
+        delay_frauds = group["tx_fraud"].rolling("7D").sum().to_numpy()
+        for w in (1, 7, 30):
+            count = group["tx_fraud"].rolling(f"{7 + w}D").count().to_numpy() - delay_count
+            frauds = group["tx_fraud"].rolling(f"{7 + w}D").sum().to_numpy() - delay_frauds
+            out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = count
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = np.nan_to_num(frauds / count, nan=0.0)
+        return out
+
+    frame = frame.sort_values("transaction_id")
+    result = frame.set_index("transaction_id")[["tx_datetime", "tx_amount"]].copy()
+    result["TX_DURING_WEEKEND"] = (result["tx_datetime"].dt.weekday >= 5).astype(int)
+    result["TX_DURING_NIGHT"] = (result["tx_datetime"].dt.hour <= 6).astype(int)
+    customers = frame.groupby("customer_id", group_keys=False).apply(customer_windows)
+    terminals = frame.groupby("terminal_id", group_keys=False).apply(terminal_windows)
+    return result.join(customers).join(terminals)
+
+
+# ----------------------------------------------------------------------------------------------- duckdb
+def duckdb_features(input_dir: Path, output: Path) -> int:
+    """The same definitions as SQL window functions (RANGE frames over epoch seconds) in DuckDB."""
+    import duckdb
+
+    def frame(lo: int, hi: int) -> str:
+        return (
+            f"RANGE BETWEEN {lo} PRECEDING AND {hi} PRECEDING"
+            if hi
+            else f"RANGE BETWEEN {lo} PRECEDING AND CURRENT ROW"
+        )
+
+    customer = []
+    for w in (1, 7, 30):
+        spec = f"(PARTITION BY customer_id ORDER BY ts {frame(w * 86400 - 1, 0)})"
+        customer.append(f"count(*) OVER {spec} AS CUSTOMER_ID_NB_TX_{w}DAY_WINDOW")
+        customer.append(f"avg(tx_amount) OVER {spec} AS CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW")
+    terminal = []
+    for w in (1, 7, 30):
+        spec = f"(PARTITION BY terminal_id ORDER BY ts {frame((7 + w) * 86400 - 1, 7 * 86400)})"
+        terminal.append(f"count(*) OVER {spec} AS TERMINAL_ID_NB_TX_{w}DAY_WINDOW")
+        terminal.append(f"coalesce(avg(tx_fraud) OVER {spec}, 0) AS TERMINAL_ID_RISK_{w}DAY_WINDOW")
+    query = f"""
+        COPY (
+          SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount,
+                 CASE WHEN dayofweek(tx_datetime) IN (0, 6) THEN 1 ELSE 0 END AS TX_DURING_WEEKEND,
+                 CASE WHEN hour(tx_datetime) <= 6 THEN 1 ELSE 0 END AS TX_DURING_NIGHT,
+                 {", ".join(customer)}, {", ".join(terminal)}
+          FROM (SELECT *, epoch(tx_datetime)::BIGINT AS ts
+                FROM read_parquet('{input_dir}/*/*.parquet', hive_partitioning = true))
+        ) TO '{output}' (FORMAT parquet)
+    """
+    con = duckdb.connect()
+    con.execute(f"SET threads TO {os.cpu_count() or 2}")
+    con.execute(query)
+    return int(con.execute(f"SELECT count(*) FROM read_parquet('{output}')").fetchone()[0])
+
+
+# ------------------------------------------------------------------------------------------------ spark
+def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | None, end: dt.date | None) -> int:
+    """Lakestream's engine over the Parquet input; a day range reads only its look-back partitions."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from lakestream.features.batch import compute_features
+    from lakestream.features.spec import feature_set_path, load_feature_set
+    from lakestream.features.store import add_lineage, select_days
+
+    spec = load_feature_set(feature_set_path(ROOT / "conf" / "features", "fraud_v1"))
+    source = (
+        spark.read.parquet(str(input_dir))
+        .withColumn("tx_date", F.col("tx_date").cast("date"))
+        .withColumn("tx_datetime", F.col("tx_datetime").cast("timestamp"))
+        .withColumn("reported_at", F.col("reported_at").cast("timestamp"))
+    )
+    if start is not None and end is not None:
+        source = source.where(F.col("tx_date").between(F.lit(start - dt.timedelta(days=37)), F.lit(end)))
+    features = compute_features(source, spec=spec)
+    if start is not None and end is not None:
+        features = select_days(features, start=start, end=end)
+    add_lineage(features, spec=spec).write.format("delta").mode("overwrite").partitionBy("tx_date").save(str(output))
+    return spark.read.format("delta").load(str(output)).count()
+
+
+def compare_with_pandas(spark, engine_table: Path, book: pd.DataFrame) -> dict:
+    """Row-by-row equality of the engine's features with the pandas (book) features."""
+    engine = spark.read.format("delta").load(str(engine_table)).select("transaction_id", *BOOK).toPandas()
+    engine = engine.set_index("transaction_id").sort_index()
+    book = book[BOOK].sort_index()
+    differing = set()
+    report = {}
+    for column in BOOK:
+        left, right = engine[column].to_numpy(dtype=float), book.loc[engine.index, column].to_numpy(dtype=float)
+        tolerance = 0.0 if "_NB_TX_" in column else 1e-9
+        bad = ~np.isclose(left, right, rtol=0.0, atol=tolerance)
+        report[column] = int(bad.sum())
+        differing |= set(engine.index[bad].tolist())
+    return {"rows_compared": len(engine), "rows_differing": len(differing), "differing_by_feature": report}
+
+
+def timed(label: str, func, *args, **kwargs):
+    started = time.perf_counter()
+    value = func(*args, **kwargs)
+    seconds = time.perf_counter() - started
+    logger.info("%-28s %8.1f s", label, seconds)
+    return value, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three implementations side by side and write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=1, help="customers and terminals x scale (default 1)")
+    parser.add_argument("--days", type=int, default=183, help="simulated days (default 183)")
+    parser.add_argument("--skip-pandas", action="store_true", help="skip the (slow) pandas implementation")
+    parser.add_argument("--quick", action="store_true", help="small smoke run (500 customers, 60 days)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "features.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    from lakestream.config import load_config
+    from lakestream.spark import build_spark_session
+
+    if args.quick:
+        args.days = 60
+    input_dir = generate_input(args.scale, args.days)
+    frame = pd.read_parquet(input_dir)
+    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"])
+    rows = len(frame)
+    results: dict = {
+        "benchmark": "features",
+        "feature_set": "fraud_v1",
+        "rows": rows,
+        "scale": args.scale,
+        "days": args.days,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": {},
+    }
+
+    duck_out = WORK / "duckdb_features.parquet"
+    duck_out.unlink(missing_ok=True)
+    _, results["seconds"]["duckdb_full"] = timed("duckdb full history", duckdb_features, input_dir, duck_out)
+
+    config = load_config()
+    spark = build_spark_session(config, "bench-features", extra_conf={"spark.sql.shuffle.partitions": "4"})
+    full_out = WORK / "spark_full"
+    day_out = WORK / "spark_day"
+    for path in (full_out, day_out):
+        shutil.rmtree(path, ignore_errors=True)
+    _, results["seconds"]["spark_full"] = timed(
+        "spark engine full history", spark_features, spark, input_dir, full_out, start=None, end=None
+    )
+    last_day = dt.date(2018, 4, 1) + dt.timedelta(days=args.days - 1)
+    _, results["seconds"]["spark_incremental_day"] = timed(
+        "spark engine one day", spark_features, spark, input_dir, day_out, start=last_day, end=last_day
+    )
+    full_day = spark.read.format("delta").load(str(full_out)).where(f"tx_date = '{last_day}'").drop("feature_set")
+    one_day = spark.read.format("delta").load(str(day_out)).drop("feature_set")
+    results["incremental_equals_full"] = (
+        full_day.exceptAll(one_day).count() == 0 and one_day.exceptAll(full_day).count() == 0
+    )
+
+    if not args.skip_pandas:
+        book, results["seconds"]["pandas_full"] = timed("pandas (book style)", pandas_features, frame)
+        results["equality_with_book_features"] = compare_with_pandas(spark, full_out, book)
+    spark.stop()
+
+    seconds = results["seconds"]
+    results["rows_per_second"] = {k: round(rows / v) for k, v in seconds.items() if not k.endswith("_day")}
+    results["ratios"] = {
+        "spark_full_over_duckdb": round(seconds["spark_full"] / seconds["duckdb_full"], 2),
+        "incremental_day_over_full": round(seconds["spark_incremental_day"] / seconds["spark_full"], 3),
+    }
+    if "pandas_full" in seconds:
+        results["ratios"]["pandas_over_spark_full"] = round(seconds["pandas_full"] / seconds["spark_full"], 2)
+    results["goals"] = {
+        "spark_within_2x_duckdb": results["ratios"]["spark_full_over_duckdb"] <= 2.0,
+        "spark_8x_faster_than_pandas": results["ratios"].get("pandas_over_spark_full", 0) >= 8.0,
+        "incremental_day_at_most_15pct": results["ratios"]["incremental_day_over_full"] <= 0.15,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
