@@ -67,7 +67,7 @@ def test_incremental_days_equal_a_full_backfill(
         day = START + dt.timedelta(days=offset)
         result = build_feature_table(spark, silver_config, spec, start=day, end=day)
         assert result.rows == snapshot.where(f"tx_date = '{day}'").count()
-    assertDataFrameEqual(read_delta(spark, path), snapshot, checkRowOrder=False)
+    assertDataFrameEqual(read_delta(spark, path), snapshot, checkRowOrder=False, rtol=0, atol=0)  # bit for bit
     assert {r.feature_set for r in snapshot.select("feature_set").distinct().collect()} == {feature_set}
 
 

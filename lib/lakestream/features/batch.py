@@ -165,20 +165,22 @@ def _moment_aggregate(
     later_peers: Window | None,
     exclude_current: bool,
 ) -> Column:
-    """count / sum / mean / stddev over (t + lower, t + upper] from running totals, minus excluded rows.
+    """count / sum / mean / stddev over (t + lower, t + upper], minus excluded rows.
 
-    A sliding frame makes Spark re-aggregate its whole buffer whenever a row leaves it; running totals
-    (frames from UNBOUNDED PRECEDING) grow incrementally, so each window costs O(1) per row: the window is
-    the difference of the running totals at its two ends.
+    Counts come from running totals (frames from UNBOUNDED PRECEDING grow incrementally, O(1) per row,
+    and integer differences are exact). Sums come from the window's own rows: a difference of running
+    float sums would depend on how much history was read, and an incremental day must equal a full
+    recompute bit for bit.
     """
 
-    def running(expr: Column, bound: int) -> Column:
-        return F.coalesce(F.sum(expr).over(entity_order.rangeBetween(Window.unboundedPreceding, bound)), F.lit(0))
+    def running_count(bound: int) -> Column:
+        return F.count(F.lit(1)).over(entity_order.rangeBetween(Window.unboundedPreceding, bound))
 
+    window = entity_order.rangeBetween(lower + 1, upper)
     one = F.lit(1)
-    count = running(one, upper) - running(one, lower)
-    total = running(value, upper) - running(value, lower)
-    squares = running(value * value, upper) - running(value * value, lower)
+    count = running_count(upper) - running_count(lower)
+    total = F.coalesce(F.sum(value).over(window), F.lit(0.0))
+    squares = F.coalesce(F.sum(value * value).over(window), F.lit(0.0))
     if later_peers is not None:
         count = count - F.count(one).over(later_peers)
         total = total - F.coalesce(F.sum(value).over(later_peers), F.lit(0.0))

@@ -119,7 +119,8 @@ def build_feature_table(
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(lineage))
     try:
         (
-            features.write.format("delta")
+            features.repartition("tx_date")  # one file per day instead of one per (task, day)
+            .write.format("delta")
             .mode("overwrite")
             .partitionBy("tx_date")
             .option("replaceWhere", f"tx_date >= '{start}' AND tx_date <= '{end}'")
