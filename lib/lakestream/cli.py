@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from lakestream.config import LakestreamConfig, load_config
@@ -91,14 +92,32 @@ def _cmd_submit(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.spark import build_submit_command, submit_environment
 
     script = Path(args.script)
+    job_args = list(args.job_args)
+    if job_args[:1] == ["--"]:  # `submit job.py -- --flag`: the separator is ours, not the job's
+        job_args = job_args[1:]
     if not script.exists():
         raise LakestreamError(f"no such job script: {script}; see jobs/ and streaming/ for the entry points")
-    command = build_submit_command(config, script, args.job_args, master=args.master)
-    logger.info("spark-submit %s %s", script, " ".join(args.job_args))
+    command = build_submit_command(config, script, job_args, master=args.master)
+    logger.info("spark-submit %s %s", script, " ".join(job_args))
     if args.dry_run:
         print(" ".join(command))
         return 0
     return subprocess.run(command, env=submit_environment(config), check=False).returncode
+
+
+def _cmd_replay(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.simulate.replay import replay_landed_events, topic_for
+
+    sent = replay_landed_events(
+        config,
+        kind=args.kind,
+        from_date=args.from_date,
+        to_date=args.to_date,
+        speed=None if args.as_fast_as_possible else args.speed,
+        progress_every=args.progress_every,
+    )
+    print(f"replayed {sent} {args.kind} events to topic {topic_for(config, args.kind).name}")
+    return 0
 
 
 def _cmd_spark_args(args: argparse.Namespace, config: LakestreamConfig) -> int:
@@ -125,6 +144,34 @@ def _cmd_sql(args: argparse.Namespace, config: LakestreamConfig) -> int:
     return 0
 
 
+def _cmd_replay_quarantine(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.quality.kinds import get_event_kind
+    from lakestream.quality.replay import replay_quarantine
+    from lakestream.spark import build_spark_session
+
+    spark = build_spark_session(config, "replay-quarantine")
+    try:
+        results = [
+            replay_quarantine(
+                spark, config, kind=get_event_kind(kind), rules=args.rule, start=args.start_date, end=args.end_date
+            )
+            for kind in args.kind or ("transactions", "fraud_labels")
+        ]
+    finally:
+        spark.stop()
+    for result in results:
+        logger.info(
+            "%s: %d replayed, %d promoted to silver, %d duplicates, %d still quarantined",
+            result.kind,
+            result.selected_rows,
+            result.promoted_rows,
+            result.duplicate_rows,
+            result.still_quarantined_rows,
+        )
+    print(json.dumps({result.kind: result.to_dict() for result in results}))
+    return 0
+
+
 def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.platform.kafka_broker import stop_broker
     from lakestream.registry.tracking import stop_mlflow_server
@@ -137,7 +184,7 @@ def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
 def _cmd_demo(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.demo import run_demo
 
-    return run_demo(config)
+    return run_demo(config, full=args.full)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="print the spark-submit command only")
     submit.set_defaults(handler=_cmd_submit)
 
+    replay = sub.add_parser(
+        "replay",
+        help="replay landed transaction or fraud-label files into their Kafka topic",
+        description="Send the landed JSON lines of <landing_root>/<kind>/date=YYYY-MM-DD/ to the configured topic, "
+        "day by day in landed order (event-time order unless anomalies were injected), malformed lines as is, "
+        "keyed by transaction id. Message timestamps are the send time.",
+    )
+    replay.add_argument("--kind", required=True, choices=["transactions", "fraud_labels"])
+    replay.add_argument("--from-date", type=date.fromisoformat, help="first landing day, YYYY-MM-DD (default: first)")
+    replay.add_argument("--to-date", type=date.fromisoformat, help="last landing day, inclusive (default: last)")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, default=3600.0, help="event time runs this many times faster than wall time (3600)"
+    )
+    pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: send as fast as Kafka takes it")
+    replay.add_argument("--progress-every", type=int, default=10_000, help="log progress every N events")
+    replay.set_defaults(handler=_cmd_replay)
+
     spark_args = sub.add_parser("spark-args", help="print the spark-submit flags (--jars, --conf) for other launchers")
     spark_args.set_defaults(handler=_cmd_spark_args)
 
@@ -187,8 +252,31 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "json"], default="table")
     sql.set_defaults(handler=_cmd_sql)
 
+    replay_q = sub.add_parser(
+        "replay-quarantine",
+        help="re-process quarantined rows after a rule or producer fix (rows that pass now move to silver)",
+        description="Re-classify quarantined rows with the configuration in force now: rows that pass are inserted "
+        "into silver (never twice) and leave quarantine, exact re-sends of silver rows are recorded as duplicates, "
+        "the rest stay quarantined with the rules they break now. Replaying twice changes nothing. Prints a JSON "
+        "summary per kind.",
+    )
+    replay_q.add_argument(
+        "--kind",
+        action="append",
+        choices=["transactions", "fraud_labels"],
+        help="kind to replay; repeat for several (default: transactions then fraud_labels)",
+    )
+    replay_q.add_argument(
+        "--rule", action="append", default=[], help="only rows breaking this rule (e.g. amount_out_of_range)"
+    )
+    replay_q.add_argument("--start-date", type=date.fromisoformat, help="first process day, YYYY-MM-DD")
+    replay_q.add_argument("--end-date", type=date.fromisoformat, help="last process day, inclusive")
+    replay_q.set_defaults(handler=_cmd_replay_quarantine)
+
     sub.add_parser("stop", help="stop every local service the project started").set_defaults(handler=_cmd_stop)
-    sub.add_parser("demo", help="run the end-to-end demo on the local stack").set_defaults(handler=_cmd_demo)
+    demo = sub.add_parser("demo", help="run the end-to-end demo on the local stack")
+    demo.add_argument("--full", action="store_true", help="simulate the book's full dataset (slower)")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

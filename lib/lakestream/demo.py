@@ -1,16 +1,20 @@
 """`make demo`: start the local stack and run the pipeline through it, with progress and a summary.
 
-For now the demo runs the smoke pipeline (Delta -> Kafka -> Structured Streaming -> Delta -> MLflow) as a
-real spark-submit job and queries the result by name with Spark SQL; later stages join as they land.
+Every stage is a real `spark-submit` of a `jobs/` entry point (what Airflow runs), on the local stack:
+simulate -> land -> bronze -> silver (+ quarantine) -> gold features -> profile report -> SQL by name ->
+Kafka round trip through Structured Streaming. The default size keeps it to a few minutes on 2 cores;
+`lakestream demo --full` runs the book's full dataset.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lakestream.config.models import LakestreamConfig
@@ -19,6 +23,49 @@ from lakestream.platform.kafka_broker import start_broker
 from lakestream.spark import build_spark_session, build_submit_command, submit_environment
 
 logger = logging.getLogger(__name__)
+
+DEMO_QUERIES = {
+    "fraud rate per day (last 5 labelled days)": """
+        SELECT t.tx_date, count(*) AS transactions, count(l.transaction_id) AS frauds,
+               round(count(l.transaction_id) / count(*), 4) AS fraud_rate
+        FROM silver.transactions t
+        LEFT JOIN (SELECT DISTINCT transaction_id FROM silver.fraud_labels WHERE tx_fraud = 1) l
+          ON t.transaction_id = l.transaction_id
+        GROUP BY t.tx_date ORDER BY t.tx_date DESC LIMIT 5""",
+    "top risky terminals": """
+        SELECT t.terminal_id, count(*) AS transactions, count(l.transaction_id) AS frauds
+        FROM silver.transactions t
+        JOIN (SELECT DISTINCT transaction_id FROM silver.fraud_labels WHERE tx_fraud = 1) l
+          ON t.transaction_id = l.transaction_id
+        GROUP BY t.terminal_id ORDER BY frauds DESC, t.terminal_id LIMIT 5""",
+    "quarantine reasons": """
+        SELECT kind, rule, count(*) AS records
+        FROM quarantine.records LATERAL VIEW explode(rules) broken AS rule
+        GROUP BY kind, rule ORDER BY records DESC""",
+    "bronze = silver + quarantine + duplicates (audit)": """
+        SELECT stage, kind, sum(input_rows) AS input, sum(silver_rows) AS silver,
+               sum(quarantined_rows) AS quarantined, sum(duplicate_rows) AS duplicates
+        FROM quality.ingest_audit GROUP BY stage, kind ORDER BY stage, kind""",
+}
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much data the demo simulates."""
+
+    customers: int
+    terminals: int
+    days: int
+    start: dt.date = dt.date(2018, 4, 1)
+
+    @property
+    def end(self) -> dt.date:
+        """Last simulated day."""
+        return self.start + dt.timedelta(days=self.days - 1)
+
+
+QUICK = DemoSize(customers=1000, terminals=2000, days=60)
+FULL = DemoSize(customers=5000, terminals=10000, days=183)
 
 
 def _run_job(config: LakestreamConfig, script: str, *args: str) -> dict[str, Any]:
@@ -33,42 +80,85 @@ def _run_job(config: LakestreamConfig, script: str, *args: str) -> dict[str, Any
     return json.loads(last[-1]) if last else {}
 
 
-def run_demo(config: LakestreamConfig, *, say: Callable[[str], None] = print) -> int:
+def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str], None] = print) -> int:
     """Run every demo stage in order; print progress and a closing summary."""
+    size = FULL if full else QUICK
     started = time.monotonic()
     summary: list[tuple[str, str]] = []
+    clock = [time.monotonic()]
 
-    def stage(title: str) -> float:
+    def stage(title: str) -> None:
+        clock[0] = time.monotonic()
         say(f"\n==> {title}")
-        return time.monotonic()
 
-    t = stage("1. local stack: Kafka broker (KRaft, 127.0.0.1)")
+    def done(name: str, text: str) -> None:
+        summary.append((name, f"{text} ({time.monotonic() - clock[0]:.0f}s)"))
+        say(f"    {text}")
+
+    stage("1/8 local stack: Kafka broker (KRaft, 127.0.0.1)")
     status = start_broker(config)
-    summary.append(("kafka broker", f"{status.address} pid {status.pid} ({time.monotonic() - t:.0f}s)"))
-    say(status.describe())
+    done("kafka broker", f"{status.address}, pid {status.pid}")
 
-    t = stage("2. smoke pipeline (spark-submit jobs/smoke_pipeline.py): Delta -> Kafka -> stream -> Delta -> MLflow")
-    smoke = _run_job(config, "jobs/smoke_pipeline.py", "--events", "1000")
-    summary.append(
-        (
-            "smoke pipeline",
-            f"{smoke['events_landed']}/{smoke['events_written']} events round-tripped ({time.monotonic() - t:.0f}s)",
-        )
+    stage(f"2/8 simulate {size.customers} customers x {size.terminals} terminals x {size.days} days and land them")
+    sim = _run_job(
+        config,
+        "jobs/generate_transactions.py",
+        *("--customers", str(size.customers), "--terminals", str(size.terminals), "--days", str(size.days)),
+        *("--malformed-share", "0.001", "--duplicate-share", "0.001", "--late-share", "0.001"),
     )
-    summary.append(("mlflow run", f"{smoke['mlflow_run_id']} in {config.tracking_uri}"))
+    done(
+        "simulated", f"{sim.get('transactions', '?')} transactions, {sim.get('frauds', '?')} frauds, anomalies injected"
+    )
 
-    t = stage("3. SQL over the lake by table name")
+    stage("3/8 bronze: ingest the landed files (incremental, exactly once)")
+    bronze = _run_job(config, "jobs/ingest_landed.py")
+    done("bronze", _compact(bronze))
+
+    stage("4/8 silver: clean, validate, deduplicate; bad records to quarantine")
+    lateness = config.quality.allowed_lateness_days
+    clean_tx = _run_job(
+        config,
+        "jobs/clean_transactions.py",
+        *("--start-date", size.start.isoformat(), "--end-date", (size.end + dt.timedelta(days=lateness)).isoformat()),
+    )
+    label_end = size.end + dt.timedelta(days=config.simulation.label_delay_days + lateness)
+    clean_labels = _run_job(
+        config,
+        "jobs/clean_fraud_labels.py",
+        *("--start-date", size.start.isoformat(), "--end-date", label_end.isoformat()),
+    )
+    done("silver", f"transactions {_compact(clean_tx)}; labels {_compact(clean_labels)}")
+
+    stage("5/8 gold: fraud_v1 features (the book's 14), point-in-time correct")
+    features = _run_job(
+        config,
+        "jobs/build_features.py",
+        "--feature-set",
+        "fraud_v1",
+        "--start",
+        size.start.isoformat(),
+        "--end",
+        size.end.isoformat(),
+    )
+    done("gold features", f"{features.get('rows')} rows in {features.get('table')}")
+
+    stage("6/8 exploration: data profile report (Spark aggregates, logged to MLflow)")
+    profile = _run_job(config, "jobs/profile_data.py", "--start", size.start.isoformat(), "--end", size.end.isoformat())
+    done("profile report", str(profile.get("report")))
+
+    stage("7/8 SQL over the lake by table name")
     spark = build_spark_session(config, "demo-sql", register_tables=True)
     try:
-        query = (
-            "SELECT topic, count(*) AS events, min(offset) AS first_offset, max(offset) AS last_offset "
-            "FROM smoke.events_from_kafka GROUP BY topic"
-        )
-        say(f'lakestream sql "{query}"')
-        spark.sql(query).show(truncate=False)
+        for title, query in DEMO_QUERIES.items():
+            say(f"-- {title}")
+            spark.sql(query).show(truncate=False)
     finally:
         spark.stop()
-    summary.append(("sql", f"smoke.events, smoke.events_from_kafka readable by name ({time.monotonic() - t:.0f}s)"))
+    done("sql", "silver, quarantine and audit tables queried by name")
+
+    stage("8/8 Kafka round trip through Structured Streaming (smoke pipeline)")
+    smoke = _run_job(config, "jobs/smoke_pipeline.py", "--events", "1000")
+    done("kafka + streaming", f"{smoke['events_landed']}/{smoke['events_written']} events round-tripped")
 
     say(f"\n==> demo finished in {time.monotonic() - started:.0f}s")
     width = max(len(name) for name, _ in summary)
@@ -76,10 +166,17 @@ def run_demo(config: LakestreamConfig, *, say: Callable[[str], None] = print) ->
         say(f"  {name:<{width}}  {value}")
     say(
         "\nwhere to look:\n"
-        '  lakestream sql "SHOW TABLES IN smoke"          query the lake by name\n'
+        '  lakestream sql "SHOW TABLES IN silver"           query the lake by name (see docs/sql.md)\n'
+        f"  {profile.get('report')}\n"
+        "                                                   the data profile (open in a browser)\n"
         "  lakestream mlflow start                          MLflow UI on "
         f"http://{config.mlflow.server.host}:{config.mlflow.server.port}\n"
         "  lakestream kafka status                          the broker and its topics\n"
         "  make stop                                        stop everything; make clean removes all state"
     )
     return 0
+
+
+def _compact(summary: dict[str, Any]) -> str:
+    keys = [k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    return ", ".join(f"{k}={summary[k]}" for k in keys[:6]) or "ok"

@@ -186,6 +186,181 @@ class SimulationConfig(StrictModel):
     customers_per_task: int = Field(default=250, ge=1)
 
 
+class IdRangeConfig(StrictModel):
+    """Inclusive bounds of a known id (None = unbounded on that side)."""
+
+    min: int | None = 0
+    max: int | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IdRangeConfig:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"id range min {self.min} is above max {self.max}")
+        return self
+
+
+class TransactionRulesConfig(StrictModel):
+    """Data-quality rules of landed transaction events (fields of io.schemas.transaction_event_schema)."""
+
+    required_fields: tuple[str, ...] = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount")
+    max_amount: float = Field(default=10_000.0, gt=0)  # valid amounts: 0 < tx_amount <= max_amount
+    transaction_id: IdRangeConfig = IdRangeConfig()
+    customer_id: IdRangeConfig = IdRangeConfig(max=9_999_999)
+    terminal_id: IdRangeConfig = IdRangeConfig(max=9_999_999)
+
+
+class FraudLabelRulesConfig(StrictModel):
+    """Data-quality rules of landed fraud-label events (fields of io.schemas.fraud_label_event_schema)."""
+
+    required_fields: tuple[str, ...] = (
+        "transaction_id",
+        "tx_datetime",
+        "reported_at",
+        "tx_fraud",
+        "tx_fraud_scenario",
+    )
+    fraud_scenarios: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+class QualityConfig(StrictModel):
+    """Bronze ingestion of landed files and the silver data-quality rules (see lakestream.quality)."""
+
+    max_files_per_trigger: int = Field(default=1000, ge=1)  # bronze: landed files per micro-batch
+    allowed_lateness_days: int = Field(default=3, ge=0)  # silver day D reads landing days D-1 .. D+this
+    future_tolerance_minutes: int = Field(default=60, ge=0, le=24 * 60)  # event time after its landing day
+    min_event_date: date = date(2000, 1, 1)
+    max_event_date: date = date(2099, 12, 31)
+    unknown_fields: Literal["drop", "quarantine"] = "drop"
+    transactions: TransactionRulesConfig = TransactionRulesConfig()
+    fraud_labels: FraudLabelRulesConfig = FraudLabelRulesConfig()
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> QualityConfig:
+        if self.min_event_date >= self.max_event_date:
+            raise ValueError(
+                f"min_event_date {self.min_event_date} must be before max_event_date {self.max_event_date}"
+            )
+        return self
+
+
+class SearchDimension(StrictModel):
+    """One hyperparameter of the tuning search space (Optuna suggest_* semantics)."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[float | int | str, ...] = ()
+
+    @model_validator(mode="after")
+    def _bounds_or_choices(self) -> SearchDimension:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical search dimension needs choices: [...]")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"a {self.type} search dimension needs low <= high, got low={self.low} high={self.high}")
+        return self
+
+
+class SplitConfig(StrictModel):
+    """The time split of fraud-protocol.md section 3: train window, label-delay gap, test window (days)."""
+
+    train_start: date = date(2018, 7, 25)
+    train_days: int = Field(default=7, ge=1)
+    delay_days: int = Field(default=7, ge=0)
+    test_days: int = Field(default=7, ge=1)
+
+
+class PrequentialConfig(StrictModel):
+    """Prequential folds (book chapter 5): fold k shifts the split back by k * step_days."""
+
+    n_folds: int = Field(default=4, ge=1)
+    step_days: int = Field(default=7, ge=1)
+    # Latest train start of the validation / test folds; None = derived from the split as the book does
+    # (validation: train_start - delay - test_days; test: train_start + (n_folds - 1) * step_days).
+    validation_train_start: date | None = None
+    test_train_start: date | None = None
+
+
+class ImbalanceConfig(StrictModel):
+    """How the ~0.8 % fraud rate is handled: nothing, XGBoost's scale_pos_weight, or a per-row weight column."""
+
+    strategy: Literal["none", "scale_pos_weight", "sample_weight"] = "none"
+    # "auto" = negatives / positives of the training set, "sqrt" = its square root, or a number.
+    pos_weight: Literal["auto", "sqrt"] | float = "auto"
+
+
+class XgboostConfig(StrictModel):
+    """Booster parameters and rounds shared by the distributed and the single-node trainers."""
+
+    params: dict[str, float | int | str] = Field(default_factory=lambda: {"objective": "binary:logistic"})
+    num_boost_round: int = Field(default=100, ge=1)
+    early_stopping_rounds: int | None = Field(default=None, ge=1)
+    validation_days: int = Field(default=1, ge=1)  # last days of the train window held out for early stopping
+    num_workers: int = Field(default=2, ge=1)  # xgboost.spark workers (one Spark task each)
+    nthread: int = Field(default=2, ge=1)  # single-node threads: the cores the driver really has
+
+
+class TuningConfig(StrictModel):
+    """Optuna search over the prequential validation folds; trials run as parallel Spark tasks."""
+
+    n_trials: int = Field(default=40, ge=1)
+    parallelism: int = Field(default=0, ge=0)  # trials per batch; 0 = the session's default parallelism
+    seed: int = 42
+    metric: Literal["average_precision", "card_precision"] = "average_precision"
+    search_space: dict[str, SearchDimension] = Field(default_factory=dict)
+
+
+class EvaluationConfig(StrictModel):
+    """Metrics of fraud-protocol.md section 3 (the alert threshold is scoring.review_threshold)."""
+
+    top_k: int = Field(default=100, ge=1)
+    calibration_bins: int = Field(default=10, ge=2)
+    max_collected_rows: int = Field(default=2_000_000, ge=1000)  # above: all frauds + a weighted genuine sample
+
+
+class PromotionConfig(StrictModel):
+    """The gate a challenger passes to become champion (same, most recent evaluation window)."""
+
+    ap_margin: float = 0.0  # challenger AP must be >= champion AP + margin
+    card_precision_margin: float = 0.0  # same for CP@k
+    auc_tolerance: float = Field(default=0.01, ge=0)  # AUC may not drop more than this
+    min_auc: float = Field(default=0.6, ge=0, le=1)  # floor for any champion (also the first one)
+    min_alert_rate: float = Field(default=0.0, ge=0, le=1)  # share of transactions at or above the alert threshold
+    max_alert_rate: float = Field(default=0.05, ge=0, le=1)
+    eval_days: int = Field(default=7, ge=1)
+
+
+class ScoringConfig(StrictModel):
+    """Batch scoring into gold.scores: decision thresholds on the fraud probability."""
+
+    review_threshold: float = Field(default=0.3, gt=0, lt=1)
+    block_threshold: float = Field(default=0.8, gt=0, le=1)
+    table: str = "scores"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoringConfig:
+        if self.review_threshold > self.block_threshold:
+            raise ValueError(f"review_threshold {self.review_threshold} is above block_threshold {self.block_threshold}")
+        return self
+
+
+class TrainingConfig(StrictModel):
+    """Model training, tuning, evaluation, promotion and batch scoring (see lakestream.training)."""
+
+    feature_set: str = "fraud_v1"
+    mode: Literal["spark", "single_node", "single_node_exact"] = "spark"
+    split: SplitConfig = SplitConfig()
+    prequential: PrequentialConfig = PrequentialConfig()
+    imbalance: ImbalanceConfig = ImbalanceConfig()
+    xgboost: XgboostConfig = XgboostConfig()
+    tuning: TuningConfig = TuningConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    scoring: ScoringConfig = ScoringConfig()
+
+
 class LakestreamConfig(StrictModel):
     """The whole, resolved configuration of one environment."""
 
@@ -196,6 +371,8 @@ class LakestreamConfig(StrictModel):
     kafka: KafkaConfig = KafkaConfig()
     mlflow: MlflowConfig = MlflowConfig()
     simulation: SimulationConfig = SimulationConfig()
+    quality: QualityConfig = QualityConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @property
     def kafka_data_dir(self) -> Path:
