@@ -46,7 +46,7 @@ _HASH_BITS = 53
 
 def uniform_hash(seed: int, salt: str, *columns: Column | str) -> Column:
     """A U[0, 1) double per row from a hash of (seed, salt, columns): reproducible whatever the partitioning."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     hashed = F.xxhash64(F.lit(seed), F.lit(salt), *columns)
     return hashed.bitwiseAND(F.lit((1 << _HASH_BITS) - 1)).cast("double") / float(1 << _HASH_BITS)
@@ -77,7 +77,7 @@ def inject_new_fraud_pattern(
     cards. Transaction ids are renumbered so they stay in event-time order (original rows keep their
     relative order). Columns as spark_simulator.TRANSACTION_COLUMNS.
     """
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     if from_day < 0 or terminals_per_day < 1 or transactions_per_terminal < 1 or not 0 < min_amount <= max_amount:
         raise ConfigError(
@@ -101,15 +101,19 @@ def inject_new_fraud_pattern(
         .select("*", F.explode(F.sequence(F.lit(0), F.lit(terminals_per_day - 1))).alias("_terminal_slot"))
         .select("*", F.explode(F.sequence(F.lit(0), F.lit(transactions_per_terminal - 1))).alias("_slot"))
     )
-    night_seconds = 3600 + F.floor(uniform_hash(seed, "night-time", "tx_time_days", "_terminal_slot", "_slot") * 4 * 3600)
-    cents = F.floor(uniform_hash(seed, "night-amount", "tx_time_days", "_terminal_slot", "_slot") * (max_amount - min_amount) * 100)
+    night_seconds = 3600 + F.floor(
+        uniform_hash(seed, "night-time", "tx_time_days", "_terminal_slot", "_slot") * 4 * 3600
+    )
+    cents = F.floor(
+        uniform_hash(seed, "night-amount", "tx_time_days", "_terminal_slot", "_slot") * (max_amount - min_amount) * 100
+    )
     new_rows = slots.select(
         F.pmod(F.xxhash64(F.lit(seed), F.lit("night-terminal"), "tx_time_days", "_terminal_slot"), "n_terminals").alias(
             "terminal_id"
         ),
-        F.pmod(F.xxhash64(F.lit(seed), F.lit("night-card"), "tx_time_days", "_terminal_slot", "_slot"), "n_customers").alias(
-            "customer_id"
-        ),
+        F.pmod(
+            F.xxhash64(F.lit(seed), F.lit("night-card"), "tx_time_days", "_terminal_slot", "_slot"), "n_customers"
+        ).alias("customer_id"),
         "tx_time_days",
         (F.col("tx_time_days") * _SECONDS_PER_DAY + night_seconds).cast("long").alias("tx_time_seconds"),
         F.round(F.lit(min_amount) + cents / 100.0, 2).alias("tx_amount"),
@@ -139,12 +143,14 @@ def inject_spending_shift(
 
     Labels are unchanged: the shift is legitimate spending a model trained before it has never seen.
     """
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     _check_share("customer_share", customer_share)
     if from_day < 0 or factor <= 0:
         raise ConfigError(f"spending_shift needs from_day >= 0 and factor > 0, got {from_day} and {factor}")
-    shifted = (F.col("tx_time_days") >= from_day) & (uniform_hash(seed, "spending-shift", "customer_id") < customer_share)
+    shifted = (F.col("tx_time_days") >= from_day) & (
+        uniform_hash(seed, "spending-shift", "customer_id") < customer_share
+    )
     return transactions.withColumn(
         "tx_amount", F.when(shifted, F.round(F.col("tx_amount") * factor, 2)).otherwise(F.col("tx_amount"))
     )
@@ -164,21 +170,21 @@ def apply_drift(transactions: DataFrame, *, kind: DriftKind, from_day: int, seed
 
 
 def _plus_seconds(timestamp: Column | str, seconds: Column) -> Column:
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     return F.timestamp_seconds(F.unix_seconds(F.col(timestamp) if isinstance(timestamp, str) else timestamp) + seconds)
 
 
 def _appended(anomaly: str) -> Column:
     """The anomaly column with one more tag (comma-separated; a line can get several)."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     return F.concat_ws(",", F.col("anomaly"), F.lit(anomaly))
 
 
 def inject_duplicates(lines: DataFrame, *, share: float, seed: int) -> DataFrame:
     """Lines -> lines plus an exact re-send (same value, copy = 1) of a `share` of them, 1 to 600 s later."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     _check_share("duplicate_share", share)
     resent = lines.where(uniform_hash(seed, "duplicate", "transaction_id", "copy") < share).select(
@@ -196,7 +202,7 @@ def inject_duplicates(lines: DataFrame, *, share: float, seed: int) -> DataFrame
 
 def inject_late_arrivals(lines: DataFrame, *, share: float, max_days: int, seed: int) -> DataFrame:
     """Lines -> same lines, a `share` of them landed 1..`max_days` days after their event day (later folder)."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     _check_share("late_share", share)
     if max_days < 1:
@@ -215,7 +221,7 @@ def inject_late_arrivals(lines: DataFrame, *, share: float, max_days: int, seed:
 
 def shuffle_within_day(lines: DataFrame, *, seed: int) -> DataFrame:
     """Lines -> same lines, each given a random arrival second within its landing day (file order shuffled)."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     second_of_day = F.floor(uniform_hash(seed, "shuffle", "transaction_id", "copy") * _SECONDS_PER_DAY)
     return lines.withColumns(
@@ -228,7 +234,7 @@ def shuffle_within_day(lines: DataFrame, *, seed: int) -> DataFrame:
 
 def _malformed_value(kind: str) -> Column:
     """The broken version of a transaction event line for one malformed kind."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     value = F.col("value")
     if kind == "broken_json":  # cut in the middle, as a truncated write leaves it
@@ -248,7 +254,7 @@ def _malformed_value(kind: str) -> Column:
 
 def inject_malformed(lines: DataFrame, *, share: float, seed: int) -> DataFrame:
     """Lines -> same lines, a `share` of values replaced by one of MALFORMED_KINDS (tagged in `anomaly`)."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     _check_share("malformed_share", share)
     chosen = uniform_hash(seed, "malformed", "transaction_id", "copy") < share

@@ -13,6 +13,7 @@ parameters give byte-identical files at the same paths, so file-tracking readers
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -73,10 +74,13 @@ def landed_folder(landing_root: Path, kind: str) -> Path:
 
 def _event_struct(schema_fields: Iterable[Any], overrides: dict[str, Column]) -> Column:
     """A struct with exactly the schema's fields, in its order and types (formatted timestamps overridden)."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     return F.struct(
-        *[overrides.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name) for field in schema_fields]
+        *[
+            overrides.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
+            for field in schema_fields
+        ]
     )
 
 
@@ -86,7 +90,7 @@ def build_transaction_event_lines(transactions: DataFrame) -> DataFrame:
     Lines: transaction_id, event_at, landed_at (timestamps), copy (0), anomaly (null), value (JSON text
     following io.schemas.transaction_event_schema, tx_datetime as "yyyy-MM-dd HH:mm:ss" UTC).
     """
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     value = F.to_json(
         _event_struct(
@@ -109,7 +113,7 @@ def build_fraud_label_lines(transactions: DataFrame, *, label_delay_days: int) -
     reported_at = tx_datetime + label_delay_days; event_at = landed_at = reported_at; value follows
     io.schemas.fraud_label_event_schema.
     """
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     reported_at = F.timestamp_seconds(F.unix_seconds("tx_datetime") + label_delay_days * 86_400)
     frauds = transactions.where(F.col("tx_fraud") == 1).withColumn("reported_at", reported_at)
@@ -134,7 +138,7 @@ def build_fraud_label_lines(transactions: DataFrame, *, label_delay_days: int) -
 
 def write_ground_truth(transactions: DataFrame, path: Path, *, dates: Sequence[date]) -> None:
     """Write the labelled table to Delta, partitioned by tx_date, replacing exactly the simulated days."""
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     first, last = min(dates), max(dates)
     frame = transactions.withColumn("tx_date", F.to_date("tx_datetime")).repartition("tx_date")
@@ -162,11 +166,13 @@ def _write_landed_lines(lines: DataFrame, folder: Path, *, dates: Sequence[date]
     Spark writes to a staging folder next to the kinds; each day's single part file is then moved to its
     fixed name, and every other file of the day (and days of `dates` that got no line) is removed.
     """
-    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql import functions as F  # noqa: N812
 
     staging = folder.parent / "_staging" / f"{folder.name}-{uuid.uuid4().hex}"
     (
-        lines.select(F.date_format("landed_at", "yyyy-MM-dd").alias("date"), "landed_at", "transaction_id", "copy", "value")
+        lines.select(
+            F.date_format("landed_at", "yyyy-MM-dd").alias("date"), "landed_at", "transaction_id", "copy", "value"
+        )
         .repartition("date")
         .sortWithinPartitions("date", "landed_at", "transaction_id", "copy")
         .select("date", "value")
@@ -181,6 +187,8 @@ def _write_landed_lines(lines: DataFrame, folder: Path, *, dates: Sequence[date]
                 shutil.rmtree(stale)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # other writers may still be staging next to us
+            staging.parent.rmdir()
     logger.info("landed %d day files under %s", len(written), folder)
     return written
 
@@ -214,12 +222,12 @@ def land_simulation(
     params: SimulationParams,
     *,
     outputs: Sequence[str] = OUTPUTS,
-    anomalies: AnomalyOptions = AnomalyOptions(),  # noqa: B008 - frozen dataclass, safe as a default
+    anomalies: AnomalyOptions = AnomalyOptions(),
     customers_per_task: int | None = None,
     label_delay_days: int | None = None,
 ) -> dict[str, Any]:
     """Simulate, apply drift, write the requested outputs; returns the summary of the ground truth written."""
-    from pyspark import StorageLevel  # noqa: PLC0415
+    from pyspark import StorageLevel
 
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
