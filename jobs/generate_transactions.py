@@ -7,6 +7,7 @@ terminals, 183 days from 2018-04-01). Run with python or `lakestream submit jobs
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -162,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["last_tx_datetime"],
         ", ".join(args.output or OUTPUT_CHOICES),
     )
+    print(json.dumps({**summary, "seconds": round(time.perf_counter() - started, 1)}, default=str))
     return 0
 
 

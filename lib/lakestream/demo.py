@@ -177,6 +177,14 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     return 0
 
 
-def _compact(summary: dict[str, Any]) -> str:
-    keys = [k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    return ", ".join(f"{k}={summary[k]}" for k in keys[:6]) or "ok"
+def _compact(summary: dict[str, Any], prefix: str = "") -> str:
+    """The numbers of a job's JSON summary on one line (one level of nesting flattened)."""
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            parts.append(f"{prefix}{key}={value}")
+        elif isinstance(value, dict) and not prefix:
+            parts.append(_compact(value, prefix=f"{key}."))
+    return ", ".join(p for p in parts if p)[:300] or "ok"

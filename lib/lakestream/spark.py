@@ -74,6 +74,8 @@ def build_spark_session(
     """
     os.environ.setdefault("PYSPARK_PYTHON", worker_python())
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if config.spark.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode stays on loopback
     from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
@@ -110,7 +112,8 @@ def register_lake_tables(spark: SparkSession, config: LakestreamConfig) -> list[
     """Make every lake table reachable by name (database.table) in this session's catalog."""
     names = []
     for database, table, path in lake_tables(config):
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        if not spark.catalog.databaseExists(database):
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         spark.sql(f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` USING delta LOCATION '{path}'")
         names.append(f"{database}.{table}")
     logger.info("registered %d lake tables: %s", len(names), ", ".join(names) or "none yet")
@@ -157,4 +160,6 @@ def submit_environment(config: LakestreamConfig, base: Mapping[str, str] | None 
     env.setdefault("PYSPARK_DRIVER_PYTHON", worker_python())
     env["LAKESTREAM_ENV"] = config.env
     env["LAKESTREAM_HOME"] = str(config.home)
+    if config.spark.master.startswith("local"):
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return env
