@@ -109,8 +109,8 @@ def pandas_features(frame: pd.DataFrame) -> pd.DataFrame:
     result = frame.set_index("transaction_id")[["tx_datetime", "tx_amount"]].copy()
     result["TX_DURING_WEEKEND"] = (result["tx_datetime"].dt.weekday >= 5).astype(int)
     result["TX_DURING_NIGHT"] = (result["tx_datetime"].dt.hour <= 6).astype(int)
-    customers = frame.groupby("customer_id", group_keys=False).apply(customer_windows)
-    terminals = frame.groupby("terminal_id", group_keys=False).apply(terminal_windows)
+    customers = frame.groupby("customer_id", group_keys=False).apply(customer_windows, include_groups=False)
+    terminals = frame.groupby("terminal_id", group_keys=False).apply(terminal_windows, include_groups=False)
     return result.join(customers).join(terminals)
 
 
