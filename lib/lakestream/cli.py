@@ -187,6 +187,26 @@ def _cmd_demo(args: argparse.Namespace, config: LakestreamConfig) -> int:
     return run_demo(config, full=args.full)
 
 
+def _cmd_models(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from mlflow import MlflowClient
+
+    from lakestream.registry.models import describe_versions
+    from lakestream.registry.tracking import configure_mlflow
+
+    configure_mlflow(config)
+    rows = describe_versions(MlflowClient(), config.mlflow.registered_model)
+    if args.format == "json":
+        print(json.dumps(rows))
+    elif not rows:
+        print(f"no versions of {config.mlflow.registered_model} yet; train one with jobs/train_model.py")
+    else:
+        widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+        print("  ".join(key.ljust(width) for key, width in widths.items()))
+        for row in rows:
+            print("  ".join(row[key].ljust(width) for key, width in widths.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -272,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay_q.add_argument("--start-date", type=date.fromisoformat, help="first process day, YYYY-MM-DD")
     replay_q.add_argument("--end-date", type=date.fromisoformat, help="last process day, inclusive")
     replay_q.set_defaults(handler=_cmd_replay_quarantine)
+
+    models = sub.add_parser(
+        "models",
+        help="list the versions of the registered fraud model: aliases, feature set, metrics, promotion outcome",
+        description="Train with jobs/train_model.py, gate with jobs/promote_model.py, score with jobs/score_batch.py "
+        "(all through `lakestream submit`); this lists what the registry holds.",
+    )
+    models.add_argument("--format", choices=["table", "json"], default="table")
+    models.set_defaults(handler=_cmd_models)
 
     sub.add_parser("stop", help="stop every local service the project started").set_defaults(handler=_cmd_stop)
     demo = sub.add_parser("demo", help="run the end-to-end demo on the local stack")

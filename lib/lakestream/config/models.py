@@ -342,7 +342,9 @@ class ScoringConfig(StrictModel):
     @model_validator(mode="after")
     def _ordered(self) -> ScoringConfig:
         if self.review_threshold > self.block_threshold:
-            raise ValueError(f"review_threshold {self.review_threshold} is above block_threshold {self.block_threshold}")
+            raise ValueError(
+                f"review_threshold {self.review_threshold} is above block_threshold {self.block_threshold}"
+            )
         return self
 
 

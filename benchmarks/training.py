@@ -1,0 +1,163 @@
+"""Benchmark: xgboost.spark vs single-node xgboost.train, same data, same parameters, same 2 cores, threads pinned.
+
+Data: the fraud_v1 features of the book's prequential data range (2018-06-11..2018-09-14, 919,767 rows) from the
+benchmark lake of benchmarks/model_quality.py, and the same rows replicated 10x; also one prequential fold's
+7-day training window (67k rows) to show the fixed costs. Parameters: hist, depth 6, learning rate 0.3, 100
+rounds (XGBoost defaults), no early stopping. Both models are scored on the book's test week (58,264 rows,
+known compromised cards removed) to compare AUC.
+
+- single-node: the rows collected to pandas once (timed separately as ``collect_seconds``), then
+  QuantileDMatrix + xgboost.train with nthread = 2 (the cores the machine has);
+- distributed: SparkXGBClassifier(num_workers=2) over the same rows cached in Spark as 2 partitions (one per
+  worker, so xgboost.spark does not reshuffle), 1 thread per worker (spark.task.cpus = 1): 2 threads in all.
+  Arrow batches of 200k rows reach the workers (spark.sql.execution.arrow.maxRecordsPerBatch).
+
+Every measurement is the best of ``--repeats`` after one untimed warm-up fit (JVM, Python workers, imports).
+Writes benchmarks/results/training.json.
+
+    flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/training.py [--repeats 2] [--skip-10x]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PREQUENTIAL = (dt.date(2018, 6, 11), dt.date(2018, 9, 14))
+PARAMS = {"tree_method": "hist", "max_depth": 6, "learning_rate": 0.3}
+ROUNDS = 100
+logger = logging.getLogger("benchmarks.training")
+
+
+def best_of(repeats: int, func):
+    """(result of the last run, smallest wall time) over `repeats` runs."""
+    best = float("inf")
+    value = None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        value = func()
+        best = min(best, time.perf_counter() - started)
+    return value, best
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fit both ways at each size and write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-10x", action="store_true", help="only the fold and the 1x prequential sizes")
+    parser.add_argument("--output", type=Path, default=RESULTS / "training.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "XGBoost-PySpark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import xgboost as xgb
+    from model_quality import bench_config, prepare_lake
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from lakestream.spark import build_spark_session
+    from lakestream.training.dataset import LABEL, read_labelled_features
+    from lakestream.training.metrics import compute_auc_roc
+    from lakestream.training.splits import build_time_split, select_test, select_train
+    from lakestream.training.trainer import load_training_feature_set
+    from lakestream.training.xgb import BoosterSettings, fit_distributed, fit_single_node, predict_scores
+
+    config = bench_config()
+    spark = build_spark_session(
+        config,
+        "bench-training",
+        extra_conf={
+            "spark.driver.memory": "10g",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.execution.arrow.maxRecordsPerBatch": "200000",
+        },
+    )
+    prepare_lake(spark, config)
+    spec = load_training_feature_set(config, "fraud_v1")
+    features = list(spec.model_inputs)
+    labelled, _ = read_labelled_features(spark, config, spec, start=PREQUENTIAL[0], end=PREQUENTIAL[1])
+    model_frame = labelled.select(*[F.col(name).cast("float").alias(name) for name in features], LABEL)
+    book = build_time_split(train_start=dt.date(2018, 7, 25))
+    test = select_test(labelled, split=book).select(*features, LABEL).toPandas()
+    settings = BoosterSettings(PARAMS, ROUNDS)
+
+    def auc_of(booster: xgb.Booster) -> float:
+        return round(compute_auc_roc(test[LABEL].to_numpy(), predict_scores(booster, test, features=features)), 6)
+
+    sizes = {"fold_7_days": None, "prequential_1x": 1, "prequential_10x": 10}
+    if args.skip_10x:
+        sizes.pop("prequential_10x")
+    results: dict = {
+        "benchmark": "training",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "xgboost": xgb.__version__},
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "params": {**PARAMS, "num_boost_round": ROUNDS},
+        "threads": {"single_node_nthread": 2, "spark_num_workers": 2, "spark_task_cpus": 1},
+        "sizes": {},
+    }
+    warmed = False
+    for name, factor in sizes.items():
+        if factor is None:
+            frame = select_train(labelled, split=book).select(*model_frame.columns)
+        else:
+            frame = model_frame
+            if factor > 1:
+                frame = frame.crossJoin(spark.range(factor).withColumnRenamed("id", "_copy")).drop("_copy")
+        frame = frame.repartition(2).cache()
+        rows = frame.count()
+        started = time.perf_counter()
+        rows_pd = frame.toPandas()
+        collect_seconds = time.perf_counter() - started
+        if not warmed:  # JVM, Python workers, xgboost imports: not part of any measurement
+            fit_distributed(frame.limit(20_000).repartition(2), features=features, label=LABEL, settings=settings,
+                            num_workers=2)  # fmt: skip
+            fit_single_node(rows_pd.head(20_000), features=features, label=LABEL, settings=settings, nthread=2)
+            warmed = True
+        native, native_seconds = best_of(
+            args.repeats,
+            lambda: fit_single_node(rows_pd, features=features, label=LABEL, settings=settings, nthread=2),  # noqa: B023
+        )
+        spark_fit, spark_seconds = best_of(
+            args.repeats,
+            lambda: fit_distributed(frame, features=features, label=LABEL, settings=settings, num_workers=2),  # noqa: B023
+        )
+        entry = {
+            "rows": rows,
+            "collect_seconds": round(collect_seconds, 2),
+            "single_node_seconds": round(native_seconds, 2),
+            "spark_seconds": round(spark_seconds, 2),
+            "spark_over_single_node": round(spark_seconds / native_seconds, 2),
+            "spark_over_single_node_with_collect": round(spark_seconds / (native_seconds + collect_seconds), 2),
+            "auc_single_node": auc_of(native.booster),
+            "auc_spark": auc_of(spark_fit.booster),
+        }
+        entry["same_auc_3_decimals"] = round(entry["auc_single_node"], 3) == round(entry["auc_spark"], 3)
+        results["sizes"][name] = entry
+        logger.info("%s: %s", name, entry)
+        frame.unpersist()
+    spark.stop()
+    sizes_done = results["sizes"]
+    results["goals"] = {
+        "within_1_5x_at_default_size": sizes_done["prequential_1x"]["spark_over_single_node"] <= 1.5,
+        "same_auc_everywhere": all(entry["same_auc_3_decimals"] for entry in sizes_done.values()),
+    }
+    if "prequential_10x" in sizes_done:
+        results["goals"]["within_1_2x_at_10x"] = sizes_done["prequential_10x"]["spark_over_single_node"] <= 1.2
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Score a day range of gold features with a registered model into Delta gold.scores (idempotent per day).
+
+    lakestream submit jobs/score_batch.py --start 2018-09-01 --end 2018-09-07
+    lakestream submit jobs/score_batch.py --date 2018-09-01 --model 3
+The model is the champion unless --model names an alias or a version; it reads the gold table of the feature set
+it was trained on. Each day of the range is replaced in gold.scores (replaceWhere), so re-runs are safe. The last
+stdout line is a JSON summary (rows and decisions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import date
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of the job: one day or an inclusive range of days."""
+    parser = argparse.ArgumentParser(prog="score_batch", description=__doc__.splitlines()[0])
+    days = parser.add_mutually_exclusive_group(required=True)
+    days.add_argument("--date", type=date.fromisoformat, help="the day to score, YYYY-MM-DD")
+    days.add_argument("--start", type=date.fromisoformat, help="first day of a range (with --end)")
+    parser.add_argument("--end", type=date.fromisoformat, help="last day of the range, inclusive")
+    parser.add_argument("--model", default="champion", help="alias or version number (default: champion)")
+    parser.add_argument("--env", help="configuration environment (default $LAKESTREAM_ENV or local)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Score the days and print the summary."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.start is not None and args.end is None:
+        parser.error("--start needs --end")
+    start, end = (args.date, args.date) if args.date is not None else (args.start, args.end)
+
+    from mlflow import MlflowClient
+
+    from lakestream.config import load_config
+    from lakestream.errors import LakestreamError
+    from lakestream.logs import configure_logging
+    from lakestream.registry.models import load_model_version, resolve_version
+    from lakestream.registry.tracking import configure_mlflow
+    from lakestream.scoring.batch import score_batch
+    from lakestream.spark import build_spark_session
+
+    configure_logging(args.log_level)
+    try:
+        config = load_config(args.env)
+        configure_mlflow(config)
+        client = MlflowClient()
+        version = resolve_version(client, config.mlflow.registered_model, args.model)
+        model = load_model_version(client, config, version)
+        spark = build_spark_session(config, "score-batch")
+        try:
+            result = score_batch(spark, config, model, start=start, end=end)
+        finally:
+            spark.stop()
+    except LakestreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scoring with registered models: vectorised batch scoring into gold.scores."""
