@@ -38,6 +38,10 @@ DEMO_QUERIES = {
         JOIN (SELECT DISTINCT transaction_id FROM silver.fraud_labels WHERE tx_fraud = 1) l
           ON t.transaction_id = l.transaction_id
         GROUP BY t.terminal_id ORDER BY frauds DESC, t.terminal_id LIMIT 5""",
+    "scores and decisions of the batch-scored days": """
+        SELECT tx_date, decision, count(*) AS transactions, round(avg(score), 4) AS mean_score,
+               max(model_version) AS model_version
+        FROM gold.scores GROUP BY tx_date, decision ORDER BY tx_date, decision LIMIT 12""",
     "quarantine reasons": """
         SELECT kind, rule, count(*) AS records
         FROM quarantine.records LATERAL VIEW explode(rules) broken AS rule
@@ -95,11 +99,11 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
         summary.append((name, f"{text} ({time.monotonic() - clock[0]:.0f}s)"))
         say(f"    {text}")
 
-    stage("1/8 local stack: Kafka broker (KRaft, 127.0.0.1)")
+    stage("1/10 local stack: Kafka broker (KRaft, 127.0.0.1)")
     status = start_broker(config)
     done("kafka broker", f"{status.address}, pid {status.pid}")
 
-    stage(f"2/8 simulate {size.customers} customers x {size.terminals} terminals x {size.days} days and land them")
+    stage(f"2/10 simulate {size.customers} customers x {size.terminals} terminals x {size.days} days and land them")
     sim = _run_job(
         config,
         "jobs/generate_transactions.py",
@@ -110,11 +114,11 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
         "simulated", f"{sim.get('transactions', '?')} transactions, {sim.get('frauds', '?')} frauds, anomalies injected"
     )
 
-    stage("3/8 bronze: ingest the landed files (incremental, exactly once)")
+    stage("3/10 bronze: ingest the landed files (incremental, exactly once)")
     bronze = _run_job(config, "jobs/ingest_landed.py")
     done("bronze", _compact(bronze))
 
-    stage("4/8 silver: clean, validate, deduplicate; bad records to quarantine")
+    stage("4/10 silver: clean, validate, deduplicate; bad records to quarantine")
     lateness = config.quality.allowed_lateness_days
     clean_tx = _run_job(
         config,
@@ -129,7 +133,7 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     )
     done("silver", f"transactions {_compact(clean_tx)}; labels {_compact(clean_labels)}")
 
-    stage("5/8 gold: fraud_v1 features (the book's 14), point-in-time correct")
+    stage("5/10 gold: fraud_v1 features (the book's 14), point-in-time correct")
     features = _run_job(
         config,
         "jobs/build_features.py",
@@ -142,11 +146,34 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     )
     done("gold features", f"{features.get('rows')} rows in {features.get('table')}")
 
-    stage("6/8 exploration: data profile report (Spark aggregates, logged to MLflow)")
+    train_start = size.start + dt.timedelta(days=size.days // 2 - 5)
+    test_start = train_start + dt.timedelta(days=14)
+    stage(f"6/10 train XGBoost on Spark (train {train_start} + 7 days, 7-day delay, test 7 days), track in MLflow")
+    trained = _run_job(
+        config,
+        "jobs/train_model.py",
+        *("--feature-set", "fraud_v1", "--mode", "spark", "--train-start", train_start.isoformat()),
+        *("--train-days", "7", "--delay-days", "7", "--test-days", "7", "--run-name", "demo"),
+    )
+    done("training", _compact(trained))
+
+    stage("7/10 promote: challenger -> champion if it beats the champion on the latest window")
+    promoted = _run_job(config, "jobs/promote_model.py")
+    done("promotion", _compact(promoted) if promoted else "decision recorded on the model version")
+
+    stage("8/10 batch scoring of the test days with the champion into gold.scores")
+    scored = _run_job(
+        config,
+        "jobs/score_batch.py",
+        *("--start", test_start.isoformat(), "--end", (test_start + dt.timedelta(days=6)).isoformat()),
+    )
+    done("batch scores", _compact(scored))
+
+    stage("9/10 exploration: data profile report (Spark aggregates, logged to MLflow)")
     profile = _run_job(config, "jobs/profile_data.py", "--start", size.start.isoformat(), "--end", size.end.isoformat())
     done("profile report", str(profile.get("report")))
 
-    stage("7/8 SQL over the lake by table name")
+    stage("10/10 SQL over the lake by table name, and a Kafka round trip through Structured Streaming")
     spark = build_spark_session(config, "demo-sql", register_tables=True)
     try:
         for title, query in DEMO_QUERIES.items():
@@ -155,10 +182,8 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     finally:
         spark.stop()
     done("sql", "silver, quarantine and audit tables queried by name")
-
-    stage("8/8 Kafka round trip through Structured Streaming (smoke pipeline)")
     smoke = _run_job(config, "jobs/smoke_pipeline.py", "--events", "1000")
-    done("kafka + streaming", f"{smoke['events_landed']}/{smoke['events_written']} events round-tripped")
+    summary.append(("kafka + streaming", f"{smoke['events_landed']}/{smoke['events_written']} events round-tripped"))
 
     say(f"\n==> demo finished in {time.monotonic() - started:.0f}s")
     width = max(len(name) for name, _ in summary)
