@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
 .PHONY: help setup jars demo test test-fast lint format lock kafka-start kafka-stop kafka-status \
-        mlflow-ui mlflow-stop stop clean
+        mlflow-ui mlflow-stop airflow airflow-stop stop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,12 @@ mlflow-ui: setup  ## serve the MLflow UI over the local tracking store (http://1
 
 mlflow-stop:
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream mlflow stop || true
+
+airflow: setup  ## start Airflow standalone (UI on http://127.0.0.1:8080, SQLite, the project's dags/)
+	@$(BIN)/lakestream airflow start
+
+airflow-stop:  ## stop Airflow standalone
+	@test -x $(BIN)/lakestream && $(BIN)/lakestream airflow stop || true
 
 stop:  ## stop everything the project started (broker, MLflow server, stream, cluster)
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream stop || true

@@ -2,6 +2,7 @@
 
     lakestream submit jobs/score_batch.py --start 2018-09-01 --end 2018-09-07
     lakestream submit jobs/score_batch.py --date 2018-09-01 --model 3
+    lakestream submit jobs/score_batch.py --date 2018-09-01 --skip-if-no-model   # scheduled runs before any champion
 The model is the champion unless --model names an alias or a version; it reads the gold table of the feature set
 it was trained on. Each day of the range is replaced in gold.scores (replaceWhere), so re-runs are safe. The last
 stdout line is a JSON summary (rows and decisions).
@@ -25,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     days.add_argument("--start", type=date.fromisoformat, help="first day of a range (with --end)")
     parser.add_argument("--end", type=date.fromisoformat, help="last day of the range, inclusive")
     parser.add_argument("--model", default="champion", help="alias or version number (default: champion)")
+    parser.add_argument(
+        "--skip-if-no-model",
+        action="store_true",
+        help="exit 0 with a 'skipped' summary when --model names no registered version yet (the daily DAG "
+        "before the first promotion); without it a missing model is an error",
+    )
     parser.add_argument("--env", help="configuration environment (default $LAKESTREAM_ENV or local)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -43,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lakestream.config import load_config
     from lakestream.errors import LakestreamError
     from lakestream.logs import configure_logging
-    from lakestream.registry.models import load_model_version, resolve_version
+    from lakestream.registry.models import find_version_by_alias, load_model_version, resolve_version
     from lakestream.registry.tracking import configure_mlflow
     from lakestream.scoring.batch import score_batch
     from lakestream.spark import build_spark_session
@@ -53,7 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.env)
         configure_mlflow(config)
         client = MlflowClient()
-        version = resolve_version(client, config.mlflow.registered_model, args.model)
+        name = config.mlflow.registered_model
+        skippable = args.skip_if_no_model and not args.model.isdigit()
+        if skippable and find_version_by_alias(client, name, args.model) is None:
+            reason = f"model {name!r} has no {args.model!r} alias yet; nothing scored (train and promote a model)"
+            print(reason, file=sys.stderr)
+            print(json.dumps({"skipped": True, "reason": reason, "start": str(start), "end": str(end)}))
+            return 0
+        version = resolve_version(client, name, args.model)
         model = load_model_version(client, config, version)
         spark = build_spark_session(config, "score-batch")
         try:

@@ -2,6 +2,7 @@
 
     lakestream submit jobs/train_model.py --feature-set fraud_v1 --mode single-node-exact
     lakestream submit jobs/train_model.py --feature-set fraud_v2 --tune --trials 40 --prequential-estimate
+    lakestream submit jobs/train_model.py --as-of 2018-09-30      # newest windows whose labels are complete
 Defaults come from the training section of the configuration (the book's split: train 2018-07-25..07-31,
 7 delay days, test 2018-08-08..08-14). The last stdout line is a JSON summary of the run and its metrics.
 """
@@ -12,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 MODES = {"spark": "spark", "single-node": "single_node", "single-node-exact": "single_node_exact"}
 
@@ -33,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--delay-days", type=int, help="unused days between train and test (label delay)")
     parser.add_argument("--test-start", type=date.fromisoformat, help="first test day (instead of --delay-days)")
     parser.add_argument("--test-days", type=int, help="days in the test window")
+    parser.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        help="newest day of data the run may use (scheduled retraining passes its last day): the test window "
+        "ends delay-days before it, where labels are complete, and the train window delay-days before the test "
+        "window (instead of --train-start / --train-end / --test-start)",
+    )
     parser.add_argument("--tune", action="store_true", help="Optuna search over the prequential validation folds")
     parser.add_argument("--trials", type=int, help="tuning trials (default: training.tuning.n_trials)")
     parser.add_argument(
@@ -62,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give --train-end or --train-days, not both")
     if args.test_start is not None and args.delay_days is not None:
         parser.error("give --test-start or --delay-days, not both")
+    if args.as_of is not None and any(v is not None for v in (args.train_start, args.train_end, args.test_start)):
+        parser.error("--as-of places the windows itself: drop --train-start / --train-end / --test-start")
 
     import yaml
 
@@ -80,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_days = (args.train_end - train_start).days + 1 if args.train_end else args.train_days
         delay_days = args.delay_days if args.delay_days is not None else defaults.delay_days
         train_days = train_days or defaults.train_days
+        if args.as_of is not None:
+            test_end = args.as_of - timedelta(days=delay_days)
+            test_start = test_end - timedelta(days=(args.test_days or defaults.test_days) - 1)
+            train_start = test_start - timedelta(days=delay_days + train_days)
         if args.test_start is not None:
             delay_days = (args.test_start - train_start).days - train_days
             if delay_days < 0:

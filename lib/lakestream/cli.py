@@ -88,6 +88,22 @@ def _cmd_mlflow(args: argparse.Namespace, config: LakestreamConfig) -> int:
     return 0
 
 
+def _cmd_airflow(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.orchestration.airflow_server import airflow_home, airflow_service, start_airflow, stop_airflow
+
+    if args.action == "start":
+        status = start_airflow(config, port=args.port)
+        print(status.describe())
+        print(f"Airflow UI: http://{status.address} (DAGs start paused; AIRFLOW_HOME={airflow_home(config)})")
+    elif args.action == "stop":
+        print("airflow: stopped" if stop_airflow(config, port=args.port) else "airflow: was not running")
+    else:
+        status = airflow_service(config, port=args.port).status()
+        print(status.describe())
+        return 0 if status.running else 3
+    return 0
+
+
 def _cmd_submit(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.spark import build_submit_command, submit_environment
 
@@ -172,11 +188,26 @@ def _cmd_replay_quarantine(args: argparse.Namespace, config: LakestreamConfig) -
     return 0
 
 
+def _cmd_stream(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.streaming.service import start_stream_service, stop_stream_service, stream_status
+
+    if args.action == "start":
+        extra = ["--bootstrap-until", args.bootstrap_until] if args.bootstrap_until else []
+        status = start_stream_service(config, extra)
+        print(f"stream: running (pid {status.pid}); log {status.log_file}")
+    elif args.action == "stop":
+        print("stream: stopped" if stop_stream_service(config) else "stream: was not running")
+    else:
+        print(json.dumps(stream_status(config), indent=2))
+    return 0
+
+
 def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.platform.kafka_broker import stop_broker
     from lakestream.registry.tracking import stop_mlflow_server
+    from lakestream.streaming.service import stop_stream_service
 
-    for name, stop in (("mlflow", stop_mlflow_server), ("kafka", stop_broker)):
+    for name, stop in (("stream", stop_stream_service), ("mlflow", stop_mlflow_server), ("kafka", stop_broker)):
         print(f"{name}: {'stopped' if stop(config) else 'not running'}")
     return 0
 
@@ -232,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     mlflow = sub.add_parser("mlflow", help="the local MLflow server (UI over the SQLite store)")
     mlflow.add_argument("action", choices=["start", "stop", "status"])
     mlflow.set_defaults(handler=_cmd_mlflow)
+
+    airflow = sub.add_parser(
+        "airflow",
+        help="local Airflow standalone (UI, scheduler) over the project's dags/",
+        description="Airflow standalone on SQLite under <state_dir>/airflow, the project's dags/ folder and the "
+        "lakestream_spark connection at local[*] (export AIRFLOW_CONN_LAKESTREAM_SPARK to change it).",
+    )
+    airflow.add_argument("action", choices=["start", "stop", "status"])
+    airflow.add_argument("--port", type=int, default=8080, help="UI / API port on 127.0.0.1 (default 8080)")
+    airflow.set_defaults(handler=_cmd_airflow)
 
     submit = sub.add_parser(
         "submit",
@@ -301,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--format", choices=["table", "json"], default="table")
     models.set_defaults(handler=_cmd_models)
+
+    stream = sub.add_parser(
+        "stream",
+        help="the real-time scoring stream in the background (start | stop after the current batch | status)",
+        description="Runs streaming/score_transactions.py through spark-submit; `status` shows the newest "
+        "gold.stream_metrics row. Foreground runs: `lakestream submit streaming/score_transactions.py`.",
+    )
+    stream.add_argument("action", choices=["start", "stop", "status"])
+    stream.add_argument("--bootstrap-until", help="start: warm the state from silver up to this time (new checkpoint)")
+    stream.set_defaults(handler=_cmd_stream)
 
     sub.add_parser("stop", help="stop every local service the project started").set_defaults(handler=_cmd_stop)
     demo = sub.add_parser("demo", help="run the end-to-end demo on the local stack")

@@ -99,11 +99,11 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
         summary.append((name, f"{text} ({time.monotonic() - clock[0]:.0f}s)"))
         say(f"    {text}")
 
-    stage("1/10 local stack: Kafka broker (KRaft, 127.0.0.1)")
+    stage("1/11 local stack: Kafka broker (KRaft, 127.0.0.1)")
     status = start_broker(config)
     done("kafka broker", f"{status.address}, pid {status.pid}")
 
-    stage(f"2/10 simulate {size.customers} customers x {size.terminals} terminals x {size.days} days and land them")
+    stage(f"2/11 simulate {size.customers} customers x {size.terminals} terminals x {size.days} days and land them")
     sim = _run_job(
         config,
         "jobs/generate_transactions.py",
@@ -114,11 +114,11 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
         "simulated", f"{sim.get('transactions', '?')} transactions, {sim.get('frauds', '?')} frauds, anomalies injected"
     )
 
-    stage("3/10 bronze: ingest the landed files (incremental, exactly once)")
+    stage("3/11 bronze: ingest the landed files (incremental, exactly once)")
     bronze = _run_job(config, "jobs/ingest_landed.py")
     done("bronze", _compact(bronze))
 
-    stage("4/10 silver: clean, validate, deduplicate; bad records to quarantine")
+    stage("4/11 silver: clean, validate, deduplicate; bad records to quarantine")
     lateness = config.quality.allowed_lateness_days
     clean_tx = _run_job(
         config,
@@ -133,7 +133,7 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     )
     done("silver", f"transactions {_compact(clean_tx)}; labels {_compact(clean_labels)}")
 
-    stage("5/10 gold: fraud_v1 features (the book's 14), point-in-time correct")
+    stage("5/11 gold: fraud_v1 features (the book's 14), point-in-time correct")
     features = _run_job(
         config,
         "jobs/build_features.py",
@@ -148,7 +148,7 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
 
     train_start = size.start + dt.timedelta(days=size.days // 2 - 5)
     test_start = train_start + dt.timedelta(days=14)
-    stage(f"6/10 train XGBoost on Spark (train {train_start} + 7 days, 7-day delay, test 7 days), track in MLflow")
+    stage(f"6/11 train XGBoost on Spark (train {train_start} + 7 days, 7-day delay, test 7 days), track in MLflow")
     trained = _run_job(
         config,
         "jobs/train_model.py",
@@ -157,11 +157,11 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     )
     done("training", _compact(trained))
 
-    stage("7/10 promote: challenger -> champion if it beats the champion on the latest window")
+    stage("7/11 promote: challenger -> champion if it beats the champion on the latest window")
     promoted = _run_job(config, "jobs/promote_model.py")
     done("promotion", _compact(promoted) if promoted else "decision recorded on the model version")
 
-    stage("8/10 batch scoring of the test days with the champion into gold.scores")
+    stage("8/11 batch scoring of the test days with the champion into gold.scores")
     scored = _run_job(
         config,
         "jobs/score_batch.py",
@@ -169,11 +169,11 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     )
     done("batch scores", _compact(scored))
 
-    stage("9/10 exploration: data profile report (Spark aggregates, logged to MLflow)")
+    stage("9/11 exploration: data profile report (Spark aggregates, logged to MLflow)")
     profile = _run_job(config, "jobs/profile_data.py", "--start", size.start.isoformat(), "--end", size.end.isoformat())
     done("profile report", str(profile.get("report")))
 
-    stage("10/10 SQL over the lake by table name, and a Kafka round trip through Structured Streaming")
+    stage("10/11 SQL over the lake by table name, and a Kafka round trip through Structured Streaming")
     spark = build_spark_session(config, "demo-sql", register_tables=True)
     try:
         for title, query in DEMO_QUERIES.items():
@@ -184,6 +184,9 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
     done("sql", "silver, quarantine and audit tables queried by name")
     smoke = _run_job(config, "jobs/smoke_pipeline.py", "--events", "1000")
     summary.append(("kafka + streaming", f"{smoke['events_landed']}/{smoke['events_written']} events round-tripped"))
+
+    stage("11/11 real time: the scoring stream (Kafka -> online features -> champion -> Delta, alerts to Kafka)")
+    summary.append(("stream", _demo_stream(config, start=test_start, say=say)))
 
     say(f"\n==> demo finished in {time.monotonic() - started:.0f}s")
     width = max(len(name) for name, _ in summary)
@@ -197,9 +200,68 @@ def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str
         "  lakestream mlflow start                          MLflow UI on "
         f"http://{config.mlflow.server.host}:{config.mlflow.server.port}\n"
         "  lakestream kafka status                          the broker and its topics\n"
+        "  lakestream stream start | status | stop          the real-time scoring stream (gold.stream_scores)\n"
         "  make stop                                        stop everything; make clean removes all state"
     )
     return 0
+
+
+STREAM_QUERIES = {
+    "stream: decisions and latency per model version": """
+        SELECT model_version, decision, count(*) AS transactions, round(avg(score), 4) AS mean_score
+        FROM gold.stream_scores GROUP BY model_version, decision ORDER BY model_version, decision""",
+    "stream: dead-letter reasons": """
+        SELECT reason, count(*) AS records, min(detail) AS example
+        FROM quarantine.stream_dead_letter GROUP BY reason ORDER BY records DESC""",
+    "stream: micro-batches": """
+        SELECT count(*) AS batches, sum(scored) AS scored, sum(alerts) AS alerts,
+               percentile(latency_p50_ms, 0.5) AS median_p50_ms, max(latency_p99_ms) AS worst_p99_ms
+        FROM gold.stream_metrics""",
+}
+
+
+def _demo_stream(config: LakestreamConfig, *, start: dt.date, say: Callable[[str], None]) -> str:
+    """Start the stream (warm state from silver), replay a week through Kafka plus bad records, show the tables."""
+    from lakestream.io.kafka import build_producer
+    from lakestream.streaming.service import latest_metrics, scored_rows, start_stream_service, stop_stream_service
+
+    begin = dt.datetime.combine(start, dt.time())
+    end = begin + dt.timedelta(days=7)
+    status = start_stream_service(config, ["--bootstrap-until", begin.isoformat(sep=" ")])
+    say(f"    stream running (pid {status.pid}, log {status.log_file})")
+    try:
+        sent = _run_job(
+            config, "jobs/replay_stream_events.py", "--start", begin.isoformat(sep=" "), "--end", end.isoformat(sep=" ")
+        )
+        producer = build_producer(config.kafka)
+        for value in (b"{not json", b"\x00\xff poison", b'{"transaction_id": 1, "tx_amount": -5}'):
+            producer.send(config.kafka.topics.transactions.name, value=value)
+        producer.flush()
+        producer.close()
+        say(
+            f"    replayed {sent.get('transactions')} transactions and {sent.get('fraud_labels')} chargebacks, "
+            "plus 3 bad records"
+        )
+        deadline = time.monotonic() + 900
+        scored = 0
+        while time.monotonic() < deadline:
+            rows = scored_rows(config)
+            if rows >= sent.get("transactions", 0):
+                scored = rows
+                break
+            time.sleep(5)
+            latest = latest_metrics(config) or {}
+            say(f"    ... {rows} scored so far (batch {latest.get('batch_id', '-')})")
+    finally:
+        stop_stream_service(config)
+    spark = build_spark_session(config, "demo-stream-sql", register_tables=True)
+    try:
+        for title, query in STREAM_QUERIES.items():
+            say(f"-- {title}")
+            spark.sql(query).show(truncate=False)
+    finally:
+        spark.stop()
+    return f"{scored} transactions scored once each, alerts on topic {config.kafka.topics.fraud_alerts.name}"
 
 
 def _compact(summary: dict[str, Any], prefix: str = "") -> str:

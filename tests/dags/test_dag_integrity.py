@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,13 @@ def dag_bag():
 
 def test_dags_import_without_errors(dag_bag) -> None:
     assert dag_bag.import_errors == {}
-    assert {"lakestream_smoke"} <= set(dag_bag.dag_ids)
+    assert {
+        "lakestream_smoke",
+        "lakestream_daily",
+        "lakestream_training",
+        "lakestream_retraining",
+        "lakestream_monitoring",
+    } <= set(dag_bag.dag_ids)
 
 
 @pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
@@ -43,3 +50,78 @@ def test_tasks_have_owner_retries_and_timeouts(dag_bag) -> None:
             assert task.owner == "lakestream", task.task_id
             assert task.retries >= 1, task.task_id
             assert task.execution_timeout is not None, task.task_id
+            assert task.on_failure_callback, task.task_id
+
+
+@pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_dag_file_parses_quickly_in_a_fresh_interpreter(path: Path) -> None:
+    """Parse cost of one DAG file once Airflow itself is imported (what the DAG processor pays per file)."""
+    code = (
+        "import runpy, sys, time; import airflow.sdk, airflow.providers.apache.spark.operators.spark_submit; "
+        "t = time.perf_counter(); runpy.run_path(sys.argv[1]); print(time.perf_counter() - t)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1]) < 1.0
+
+
+def test_dag_files_are_clean_under_ruffs_airflow_rules() -> None:
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run(
+        [str(ruff), "check", "--select", "AIR", "--preview", str(DAGS_DIR)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_no_cycles_and_every_spark_task_uses_the_pool(dag_bag) -> None:
+    from lakestream.orchestration.airflow import SPARK_POOL, LakestreamSparkSubmitOperator
+
+    for dag in dag_bag.dags.values():
+        done: set[str] = set()
+        for root in dag.task_ids:  # depth-first walk; a task met again on its own path is a cycle
+            stack = [(root, frozenset())]
+            while stack:
+                task_id, path = stack.pop()
+                assert task_id not in path, f"cycle through {task_id} in {dag.dag_id}"
+                if task_id not in done:
+                    stack.extend((child, path | {task_id}) for child in dag.get_task(task_id).downstream_task_ids)
+            done.add(root)
+        for task in dag.tasks:
+            if isinstance(task, LakestreamSparkSubmitOperator):
+                assert task.pool == SPARK_POOL, task.task_id
+
+
+def test_daily_pipeline_order_and_day_arguments(dag_bag) -> None:
+    dag = dag_bag.dags["lakestream_daily"]
+    order = ["ingest_landed", "clean_transactions", "clean_fraud_labels", "build_features", "score_batch"]
+    order.append("profile_data")
+    for upstream, downstream in itertools.pairwise(order):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert "--skip-if-no-model" in dag.get_task("score_batch").application_args
+    assert dag.get_task("clean_transactions").application_args == [
+        "--start-date",
+        "{{ lakestream_reprocess_first_day(data_interval_start) }}",
+        "--end-date",
+        "{{ lakestream_last_day(data_interval_end) }}",
+    ]
+
+
+def test_retraining_is_scheduled_by_the_monitoring_asset(dag_bag) -> None:
+    from lakestream.orchestration.airflow import RETRAIN_REQUESTS
+
+    monitoring = dag_bag.dags["lakestream_monitoring"]
+    assert RETRAIN_REQUESTS in monitoring.get_task("request_retraining").outlets
+    retraining = dag_bag.dags["lakestream_retraining"]
+    assert list(retraining.timetable.asset_condition.objects) == [RETRAIN_REQUESTS]
+
+
+def test_day_macros_turn_an_interval_into_inclusive_days() -> None:
+    import pendulum
+
+    from lakestream.orchestration.airflow import first_day, last_day
+
+    start, end = pendulum.datetime(2018, 5, 6, tz="UTC"), pendulum.datetime(2018, 5, 7, tz="UTC")
+    assert (first_day(start), last_day(end)) == ("2018-05-06", "2018-05-06")
+    assert first_day(start, 3) == "2018-05-03"

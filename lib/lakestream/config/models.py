@@ -363,6 +363,25 @@ class TrainingConfig(StrictModel):
     scoring: ScoringConfig = ScoringConfig()
 
 
+class StreamingConfig(StrictModel):
+    """The real-time scoring stream (lakestream.streaming): Kafka -> online features -> champion -> Delta, Kafka."""
+
+    query_name: str = "score_transactions"  # checkpoint folder and Delta txnAppId prefix
+    feature_set: str | None = None  # default: the champion's feature set (training.feature_set if none yet)
+    model_alias: str = "champion"
+    model_refresh_seconds: float = Field(default=30.0, gt=0)  # how often the alias is checked for a new version
+    trigger_interval: str = "0 seconds"  # micro-batch trigger; "0 seconds" = as fast as possible
+    max_offsets_per_trigger: int | None = None  # default: kafka.max_offsets_per_trigger
+    starting_offsets: Literal["earliest", "latest"] = "earliest"  # only for a new checkpoint
+    allowed_lateness_seconds: int = Field(default=3600, ge=0)  # older than (max event time - this) is late
+    max_message_bytes: int = Field(default=65_536, gt=0)  # larger Kafka values are dead-lettered as oversized
+    shuffle_partitions: int = Field(default=2, ge=1)  # partitions of the state store and of each batch
+    scores_table: str = "stream_scores"  # gold.<name>
+    metrics_table: str = "stream_metrics"  # gold.<name>
+    dead_letter_table: str = "stream_dead_letter"  # quarantine.<name>
+    stop_poll_seconds: float = Field(default=2.0, gt=0)  # how often the driver checks for a stop request
+
+
 class LakestreamConfig(StrictModel):
     """The whole, resolved configuration of one environment."""
 
@@ -375,6 +394,7 @@ class LakestreamConfig(StrictModel):
     simulation: SimulationConfig = SimulationConfig()
     quality: QualityConfig = QualityConfig()
     training: TrainingConfig = TrainingConfig()
+    streaming: StreamingConfig = StreamingConfig()
 
     @property
     def kafka_data_dir(self) -> Path:

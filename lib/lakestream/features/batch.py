@@ -33,13 +33,24 @@ def compute_features(events: DataFrame, *, spec: FeatureSetSpec) -> DataFrame:
     frame = events.withColumn(TS, F.col(source.timestamp).cast("timestamp").cast("long"))
     if any(a.on_label for group in spec.windows for a in group.aggregations):
         frame = frame.withColumn(LABEL_KNOWN, label_known(spec))
-    frame = frame.select("*", *[_row_feature(f, spec) for f in spec.row_features])
+    frame = add_row_features(frame, spec)
     for group in spec.windows:
         frame = frame.select("*", *_window_columns(group, spec))
-    for feature in spec.derived_features:
-        frame = frame.withColumn(feature.name, _row_feature_expr(feature, spec))
+    frame = add_derived_features(frame, spec)
     helpers = [c for c in frame.columns if c.startswith("_")]
     return frame.drop(*helpers, source.label, source.label_reported_at)
+
+
+def add_row_features(frame: DataFrame, spec: FeatureSetSpec) -> DataFrame:
+    """+ the spec's row features (weekend, night, ...): the streaming engine reuses the batch expressions."""
+    return frame.select("*", *[_row_feature(f, spec) for f in spec.row_features])
+
+
+def add_derived_features(frame: DataFrame, spec: FeatureSetSpec) -> DataFrame:
+    """+ the spec's derived features (ratios, z-scores over window features), as in batch."""
+    for feature in spec.derived_features:
+        frame = frame.withColumn(feature.name, _row_feature_expr(feature, spec))
+    return frame
 
 
 def label_known(spec: FeatureSetSpec) -> Column:

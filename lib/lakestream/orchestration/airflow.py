@@ -4,21 +4,104 @@
 settings and environment filled in *when the task runs* (never at DAG parse time), from the same
 configuration that `lakestream submit` uses; the Spark connection decides the master (`local[*]` by
 default, a cluster by configuration of the connection).
+
+Days. The data DAGs use a daily `CronDataIntervalTimetable`, so a run's data interval is exactly one UTC
+day [data_interval_start, data_interval_end). The jobs take inclusive day ranges, so the DAGs pass
+`day_range_args(...)`: templates over the macros in `LAKESTREAM_MACROS` (registered on each DAG as
+`user_defined_macros`), evaluated when the task runs:
+
+- `lakestream_first_day(data_interval_start)`: the first day of the interval (YYYY-MM-DD);
+- `lakestream_last_day(data_interval_end)`: the last day *inside* the interval (end minus one day);
+- `lakestream_reprocess_first_day(data_interval_start)`: the first day minus `quality.allowed_lateness_days`,
+  because events land up to that many days late and silver day D is final only once D+lateness has landed
+  (see lakestream.quality.silver); a daily run therefore rebuilds its day and the days late events of its
+  day can still change. Every job replaces exactly its days, so overlapping windows are safe.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset
+
+from lakestream.orchestration.resources import RETRAIN_REQUESTS_URI, SPARK_CONN_ID, SPARK_POOL
 
 logger = logging.getLogger(__name__)
 
-SPARK_CONN_ID = "lakestream_spark"
-DATA_INTERVAL_ARGS = ["--start", "{{ data_interval_start | ds }}", "--end", "{{ data_interval_end | ds }}"]
+# Updated by lakestream_monitoring when its retraining check holds; schedules lakestream_retraining.
+RETRAIN_REQUESTS = Asset(name="lakestream_retrain_requests", uri=RETRAIN_REQUESTS_URI)
+
+
+def _as_date(value: date | datetime | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return datetime.fromisoformat(str(value)).date()
+
+
+def first_day(data_interval_start: date | datetime | str, lookback_days: int = 0) -> str:
+    """The first day of a data interval (minus lookback_days), as YYYY-MM-DD."""
+    return (_as_date(data_interval_start) - timedelta(days=lookback_days)).isoformat()
+
+
+def last_day(data_interval_end: date | datetime | str) -> str:
+    """The last day inside a data interval: its exclusive end minus one day, as YYYY-MM-DD."""
+    return (_as_date(data_interval_end) - timedelta(days=1)).isoformat()
+
+
+def reprocess_first_day(data_interval_start: date | datetime | str) -> str:
+    """The first day a daily run rebuilds: its day minus the allowed lateness of landed events (configured)."""
+    from lakestream.config import load_config
+
+    return first_day(data_interval_start, load_config().quality.allowed_lateness_days)
+
+
+def retraining_as_of(params: Any, triggering_asset_events: Any) -> str:
+    """The as-of day of a retraining run: the `as_of` param, else the newest triggering asset event's `as_of`."""
+    from lakestream.errors import ConfigError
+
+    if params and params.get("as_of"):
+        return str(params["as_of"])
+    events = [event for per_asset in (triggering_asset_events or {}).values() for event in per_asset]
+    for event in reversed(events):
+        as_of = (getattr(event, "extra", None) or {}).get("as_of")
+        if as_of:
+            return str(as_of)
+    raise ConfigError(
+        'retraining needs an as-of day: trigger it with conf {"as_of": "YYYY-MM-DD"} or through the '
+        "monitoring DAG's retrain-request asset"
+    )
+
+
+LAKESTREAM_MACROS: dict[str, Any] = {
+    "lakestream_first_day": first_day,
+    "lakestream_last_day": last_day,
+    "lakestream_reprocess_first_day": reprocess_first_day,
+    "lakestream_retraining_as_of": retraining_as_of,
+}
+
+
+def day_range_args(start_flag: str = "--start", end_flag: str = "--end", *, reprocess_late: bool = False) -> list[str]:
+    """Job arguments naming the run's days: [start_flag, first day, end_flag, last day] (templates).
+
+    With reprocess_late the range starts `quality.allowed_lateness_days` before the interval (see module doc).
+    """
+    first = "lakestream_reprocess_first_day" if reprocess_late else "lakestream_first_day"
+    return [
+        start_flag,
+        "{{ %s(data_interval_start) }}" % first,  # noqa: UP031 - Jinja braces make f-strings unreadable
+        end_flag,
+        "{{ lakestream_last_day(data_interval_end) }}",
+    ]
+
+
+DATA_INTERVAL_ARGS = day_range_args()
 
 
 def notify_failure(context: dict[str, Any]) -> None:
@@ -51,13 +134,14 @@ class LakestreamSparkSubmitOperator(SparkSubmitOperator):
 
     def __init__(self, *, job: str, conn_id: str = SPARK_CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("name", f"lakestream-{Path(job).stem}")
+        kwargs.setdefault("pool", SPARK_POOL)
         super().__init__(application=job, conn_id=conn_id, **kwargs)
         self.job = job
 
     def execute(self, context: Any) -> None:
         """Resolve configuration and settings at run time, then spark-submit."""
         from lakestream.config import load_config
-        from lakestream.spark import spark_settings, submit_environment
+        from lakestream.spark import spark_settings, spark_submit_executable, submit_environment
 
         config = load_config()
         settings = spark_settings(config)
@@ -65,6 +149,27 @@ class LakestreamSparkSubmitOperator(SparkSubmitOperator):
         self.jars = settings.pop("spark.jars")
         self._driver_memory = settings.pop("spark.driver.memory")
         self.conf = {**settings, **(self.conf or {})}
-        self.env_vars = {**submit_environment(config), **(self.env_vars or {})}
+        env = {**submit_environment(config), **(self.env_vars or {})}
+        # The provider runs `spark-submit` from PATH: put the installed pyspark's first, whatever PATH Airflow has.
+        env["PATH"] = os.pathsep.join([str(spark_submit_executable().parent), env.get("PATH", "")])
+        self.env_vars = env
         logger.info("submitting %s with %d settings (env %s)", self.application, len(self.conf), config.env)
         super().execute(context)
+
+
+def train_and_promote(*, as_of: str, train_args: list[str] | None = None) -> tuple[SparkSubmitOperator, ...]:
+    """The train -> promote pair (inside a DAG context): both place their windows `--as-of` the given day."""
+    train = LakestreamSparkSubmitOperator(
+        task_id="train_model",
+        job="jobs/train_model.py",
+        application_args=["--as-of", as_of, *(train_args or [])],
+        execution_timeout=timedelta(hours=2),
+    )
+    promote = LakestreamSparkSubmitOperator(
+        task_id="promote_model",
+        job="jobs/promote_model.py",
+        application_args=["--as-of", as_of],
+        retries=1,
+    )
+    train >> promote
+    return train, promote

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F  # noqa: N812
@@ -66,10 +67,23 @@ def scores_schema() -> StructType:
     )
 
 
+_BOOSTERS: dict[str, object] = {}  # worker-side cache: a streaming job loads each model version once per worker
+
+
 def score_with_booster(
-    frame: DataFrame, *, model_bytes: bytes, features: Sequence[str], score_column: str = SCORE, nthread: int = 1
+    frame: DataFrame,
+    *,
+    model_bytes: bytes,
+    features: Sequence[str],
+    score_column: str = SCORE,
+    nthread: int = 1,
+    cache_key: str | None = None,
 ) -> DataFrame:
-    """Every column of frame + score (fraud probability); the booster is loaded once per task."""
+    """Every column of frame + score (fraud probability).
+
+    The booster is loaded once per task, or once per Python worker when a cache_key (e.g. "name/version")
+    is given, so a stream's micro-batches reuse it.
+    """
     names = list(features)
     missing = [name for name in names if name not in frame.columns]
     if missing:
@@ -80,7 +94,12 @@ def score_with_booster(
         import numpy as np
         import xgboost as xgb
 
-        booster = xgb.Booster(params={"nthread": nthread}, model_file=bytearray(model_bytes))
+        booster = _BOOSTERS.get(cache_key) if cache_key else None
+        if booster is None:
+            booster = xgb.Booster(params={"nthread": nthread}, model_file=bytearray(model_bytes))
+            if cache_key:
+                _BOOSTERS.clear()  # keep only the version in use
+                _BOOSTERS[cache_key] = booster
         for batch in batches:
             values = batch[names].to_numpy(dtype=np.float32)
             batch[score_column] = np.asarray(booster.inplace_predict(values, validate_features=False), dtype=float)
@@ -140,7 +159,7 @@ class ScoringResult:
     features_delta_version: int
 
 
-def scores_table_path(config: LakestreamConfig):
+def scores_table_path(config: LakestreamConfig) -> Path:
     """gold.<training.scoring.table> (gold.scores by default)."""
     return config.table_path("gold", config.training.scoring.table)
 

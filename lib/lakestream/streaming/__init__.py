@@ -1,1 +1,1 @@
-"""Structured Streaming jobs' logic: queries built from configuration, started by streaming/ entry points."""
+"""Real-time scoring: Kafka -> validation -> online features -> champion model -> Delta and Kafka."""

@@ -78,6 +78,29 @@ def evaluate_scored(
     seed: int = 0,
 ) -> Evaluation:
     """Every metric of a scored set (one row per transaction with score, label, customer_id, tx_date)."""
+    scored = scored.persist()  # read three times below; scoring runs once
+    try:
+        return _evaluate_persisted(
+            scored,
+            evaluation=evaluation,
+            threshold=threshold,
+            score_column=score_column,
+            label_column=label_column,
+            seed=seed,
+        )
+    finally:
+        scored.unpersist()
+
+
+def _evaluate_persisted(
+    scored: DataFrame,
+    *,
+    evaluation: EvaluationConfig,
+    threshold: float,
+    score_column: str,
+    label_column: str,
+    seed: int,
+) -> Evaluation:
     counts = {row[0]: row[1] for row in scored.groupBy(label_column).count().collect()}
     total, frauds = sum(counts.values()), counts.get(1, 0)
     genuine = total - frauds

@@ -258,8 +258,6 @@ def run_tuning(
     """Optuna over the prequential validation folds of the split; every trial is a nested MLflow run."""
     from lakestream.training.tuning import collect_fold_data, tune_hyperparameters
 
-    if settings.params.get("tree_method") == "exact":
-        logger.info("tuning with tree_method=exact (single-node trials)")
     folds = prequential_folds(split, config.training.prequential, kind="validation")
     fold_data = collect_fold_data(labelled, folds, features=features)
     tuning_settings = BoosterSettings(settings.params, settings.num_boost_round, None)  # rounds are tuned

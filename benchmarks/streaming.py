@@ -1,0 +1,331 @@
+"""Benchmark: the scoring stream end to end on this machine, and Kafka alone as its ceiling.
+
+- ``kafka``: Kafka's own producer and consumer performance tools (kafka-tools, same broker) at 100 B and 1 KB
+  records: the most this broker takes and serves on 2 cores, whatever the client.
+- ``throughput``: the book's default dataset (silver of the benchmark lake built by benchmarks/model_quality.py);
+  the online state is bootstrapped from silver up to 2018-05-08 (37 days of history), then ``--days`` of
+  transactions and chargebacks are replayed into Kafka and the stream drains them (availableNow, micro-batches of
+  ``--batch`` offsets) with stateful features and champion scoring. Reported: events/s from the first micro-batch's
+  start to the last one's commit (``sustained``), and over the whole run including start-up.
+- ``latency``: the stream runs continuously (trigger as fast as possible) while a paced producer sends live
+  transactions at fixed rates; per row, latency = batch commit time - Kafka append time of the transaction, and
+  for alerts, the alert's Kafka append time - the transaction's.
+
+Writes benchmarks/results/streaming.json.
+
+    flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/streaming.py [--days 21] [--rates 1000,5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BENCH_LAKE = ROOT / "var" / "bench" / "training" / "lake"
+STATE = ROOT / "var" / "bench" / "streaming"
+WARM_UNTIL = dt.datetime(2018, 5, 8)
+logger = logging.getLogger("benchmarks.streaming")
+
+
+def kafka_tools(config, record_size: int, records: int) -> dict:
+    """Producer then consumer performance of the broker with Kafka's own tools."""
+    from lakestream.config.models import TopicConfig
+    from lakestream.io.kafka import ensure_topics
+
+    jars = str(ROOT / ".jars" / "kafka" / "*")
+    topic = f"perf-{record_size}"
+    ensure_topics(config.kafka, [TopicConfig(name=topic, partitions=2)])
+    base = ["java", "-Xmx512m", "-cp", jars]
+    log4j = f"-Dlog4j2.configurationFile={ROOT / 'conf' / 'kafka' / 'log4j2.properties'}"
+    produce = subprocess.run(
+        [
+            *base[:2],
+            log4j,
+            *base[2:],
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            topic,
+            "--num-records",
+            str(records),
+            "--record-size",
+            str(record_size),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            f"bootstrap.servers={config.kafka.bootstrap_servers}",
+            "acks=1",
+            "linger.ms=5",
+            "batch.size=262144",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    last = [line for line in produce.stdout.splitlines() if "records sent" in line][-1]
+    produced = float(re.search(r"([\d.]+) records/sec", last).group(1))
+    consume = subprocess.run(
+        [
+            *base[:2],
+            log4j,
+            *base[2:],
+            "org.apache.kafka.tools.ConsumerPerformance",
+            "--topic",
+            topic,
+            "--messages",
+            str(records),
+            "--bootstrap-server",
+            config.kafka.bootstrap_servers,
+            "--timeout",
+            "60000",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    row = consume.stdout.strip().splitlines()[-1].split(",")
+    consumed = float(row[5])  # nMsg.sec
+    return {
+        "record_bytes": record_size,
+        "records": records,
+        "producer_records_per_s": produced,
+        "consumer_records_per_s": consumed,
+        "producer_summary": last.strip(),
+    }
+
+
+def ensure_champion(spark, config) -> str:
+    """A single-node fraud_v1 champion trained on the book's training week (registered once per state dir)."""
+    from mlflow import MlflowClient
+
+    from lakestream.registry.models import CHAMPION, find_version_by_alias
+    from lakestream.registry.tracking import configure_mlflow
+    from lakestream.training.splits import build_time_split
+    from lakestream.training.trainer import TrainingRequest, train_model
+
+    configure_mlflow(config)
+    client = MlflowClient()
+    found = find_version_by_alias(client, config.mlflow.registered_model, CHAMPION)
+    if found is not None:
+        return str(found.version)
+    request = TrainingRequest(feature_set="fraud_v1", mode="single_node", split=build_time_split())
+    result = train_model(spark, config, request)
+    client.set_registered_model_alias(config.mlflow.registered_model, CHAMPION, result.registered_version)
+    return str(result.registered_version)
+
+
+def with_streaming(config, **settings):
+    return config.model_copy(update={"streaming": config.streaming.model_copy(update=settings)})
+
+
+def throughput(spark, config, *, days: int, batch: int) -> dict:
+    """Replay `days` after the warm-up and drain them; events/s sustained and overall."""
+    import shutil
+
+    from lakestream.io.delta import read_delta
+    from lakestream.streaming.pipeline import metrics_path, scores_path
+    from lakestream.streaming.replay import replay_span
+    from lakestream.streaming.runner import run_stream
+
+    config = with_streaming(
+        config,
+        query_name=f"bench_tp_{int(time.time())}",
+        scores_table="bench_stream_scores",
+        metrics_table="bench_stream_metrics",
+        dead_letter_table="bench_stream_dead_letter",
+        max_offsets_per_trigger=batch,
+    )
+    for path in (scores_path(config), metrics_path(config)):
+        shutil.rmtree(path, ignore_errors=True)
+    sent = replay_span(spark, config, start=WARM_UNTIL, end=WARM_UNTIL + dt.timedelta(days=days))
+    started = time.perf_counter()
+    run_stream(spark, config, available_now=True, bootstrap_until=WARM_UNTIL)
+    wall = time.perf_counter() - started
+    metrics = read_delta(spark, metrics_path(config)).toPandas().sort_values("batch_id")
+    scored = int(read_delta(spark, scores_path(config)).count())
+    span = (metrics["finished_at"].max() - metrics["started_at"].min()).total_seconds()
+    return {
+        "days": days,
+        "transactions": sent["transactions"],
+        "chargebacks": sent["fraud_labels"],
+        "scored": scored,
+        "max_offsets_per_trigger": batch,
+        "batches": len(metrics),
+        "events_per_s_sustained": round((sent["transactions"] + sent["fraud_labels"]) / span, 1),
+        "transactions_per_s_sustained": round(scored / span, 1),
+        "events_per_s_including_startup": round((sent["transactions"] + sent["fraud_labels"]) / wall, 1),
+        "batch_seconds_median": round(float(metrics["duration_ms"].median()) / 1000, 2),
+        "state_rows_final": int(metrics["state_rows"].dropna().iloc[-1])
+        if metrics["state_rows"].notna().any()
+        else None,
+    }
+
+
+def latency(spark, config, *, rates: list[int], seconds: float) -> list[dict]:
+    """Live paced input at each rate while the stream runs; latency percentiles to commit and to alert."""
+    from lakestream.io.delta import read_delta
+
+    silver = read_delta(spark, config.table_path("silver", "transactions"))
+    results = []
+    for rate in rates:
+        result = latency_at(spark, config, silver, rate=rate, seconds=seconds)
+        logger.info("latency at %d/s: %s", rate, result)
+        results.append(result)
+    return results
+
+
+def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
+    """One paced run: the producer sends `rate` transactions/s for `seconds` while the stream runs."""
+    import numpy as np
+    import pandas as pd
+    from kafka import KafkaConsumer
+
+    from lakestream.io.delta import read_delta
+    from lakestream.io.kafka import build_producer, python_client_options
+    from lakestream.streaming.pipeline import metrics_path, scores_path
+    from lakestream.streaming.runner import run_stream, stop_file
+
+    run = with_streaming(
+        config,
+        query_name=f"bench_lat_{rate}_{int(time.time())}",
+        scores_table=f"bench_lat_scores_{rate}_{int(time.time())}",
+        metrics_table=f"bench_lat_metrics_{rate}_{int(time.time())}",
+        dead_letter_table="bench_stream_dead_letter",
+        max_offsets_per_trigger=None,
+        starting_offsets="latest",
+    )
+    count = int(rate * seconds)
+    rows = silver.where(silver.tx_datetime >= WARM_UNTIL).orderBy("tx_datetime", "transaction_id").limit(count)
+    payloads = [
+        (
+            str(int(r.transaction_id)).encode(),
+            json.dumps(
+                {
+                    "transaction_id": int(r.transaction_id),
+                    "tx_datetime": str(r.tx_datetime)[:19],
+                    "customer_id": int(r.customer_id),
+                    "terminal_id": int(r.terminal_id),
+                    "tx_amount": float(r.tx_amount),
+                }
+            ).encode(),
+        )
+        for r in rows.toPandas().itertuples()
+    ]
+    alerts_seen: dict[int, int] = {}
+    consumer = KafkaConsumer(
+        run.kafka.topics.fraud_alerts.name,
+        **python_client_options(run.kafka),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+    )
+
+    def consume_alerts() -> None:
+        deadline = time.time() + seconds + 180
+        while time.time() < deadline:
+            for message in consumer:
+                alerts_seen[int(message.key)] = message.timestamp
+
+    def produce() -> None:
+        time.sleep(60)  # the stream starts and bootstraps its state first
+        producer = build_producer(run.kafka, linger_ms=1)
+        begin = time.perf_counter()
+        for i, (key, payload) in enumerate(payloads):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            producer.send(run.kafka.topics.transactions.name, value=payload, key=key)
+        producer.flush()
+        time.sleep(20)
+        stop_file(run).touch()
+
+    threads = [threading.Thread(target=produce), threading.Thread(target=consume_alerts, daemon=True)]
+    for thread in threads:
+        thread.start()
+    run_stream(spark, run, bootstrap_until=WARM_UNTIL)
+    threads[0].join()
+    scores = read_delta(spark, scores_path(run)).select("transaction_id", "kafka_timestamp", "batch_id").toPandas()
+    metrics = read_delta(spark, metrics_path(run)).select("batch_id", "finished_at").toPandas()
+    joined = scores.merge(metrics, on="batch_id")
+    commit_ms = (joined["finished_at"] - joined["kafka_timestamp"]).dt.total_seconds() * 1000
+    sent_ms = dict(zip(scores.transaction_id, scores.kafka_timestamp.astype("int64") // 1_000_000, strict=True))
+    alert_ms = pd.Series([alerts_seen[t] - sent_ms[t] for t in alerts_seen if t in sent_ms], dtype=float)
+    result = {"rate_per_s": rate, "sent": count, "scored": len(scores), "alerts": len(alert_ms)}
+    for name, values in (("commit", commit_ms), ("alert", alert_ms)):
+        if len(values):
+            result[f"{name}_latency_ms"] = {f"p{q}": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=21, help="days replayed for the throughput run (default 21)")
+    parser.add_argument("--batch", type=int, default=100_000, help="max offsets per micro-batch (default 100000)")
+    parser.add_argument("--rates", default="1000,5000", help="input rates of the latency runs, events/s")
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--kafka-records", type=int, default=2_000_000)
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: kafka,throughput,latency")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, str(ROOT / "lib"))
+    os.environ.setdefault("LAKESTREAM_ENV", "local")
+    from lakestream.config import load_config
+    from lakestream.platform.kafka_broker import start_broker, stop_broker
+    from lakestream.spark import build_spark_session
+
+    if not (BENCH_LAKE / "silver" / "transactions" / "_delta_log").is_dir():
+        print(f"error: no benchmark lake at {BENCH_LAKE}; run benchmarks/model_quality.py first", file=sys.stderr)
+        return 2
+    config = load_config(
+        overrides={
+            "paths.state_dir": str(STATE),
+            "paths.lake_root": str(BENCH_LAKE),
+            "kafka.broker.port": 19092,
+            "kafka.broker.controller_port": 19093,
+            "kafka.bootstrap_servers": "127.0.0.1:19092",
+            "mlflow.registered_model": "bench-stream",
+        }
+    )
+    skip = set(filter(None, args.skip.split(",")))
+    result: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    start_broker(config)
+    try:
+        if "kafka" not in skip:
+            result["kafka_alone"] = [kafka_tools(config, size, args.kafka_records) for size in (100, 1000)]
+            logger.info("kafka alone: %s", result["kafka_alone"])
+        spark = build_spark_session(config, "bench-streaming")
+        try:
+            result["model_version"] = ensure_champion(spark, config)
+            if "throughput" not in skip:
+                result["throughput"] = throughput(spark, config, days=args.days, batch=args.batch)
+                logger.info("throughput: %s", result["throughput"])
+            if "latency" not in skip:
+                rates = [int(r) for r in args.rates.split(",") if r]
+                result["latency"] = latency(spark, config, rates=rates, seconds=args.latency_seconds)
+        finally:
+            spark.stop()
+    finally:
+        stop_broker(config)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

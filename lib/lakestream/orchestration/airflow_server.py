@@ -1,0 +1,143 @@
+"""`lakestream airflow start|stop|status`: Airflow standalone for the local UI, managed like Kafka and MLflow.
+
+Standalone runs the scheduler, DAG processor, triggerer and API server (UI) in one process group, on SQLite
+under <state_dir>/airflow, with the project's dags/ folder, no example DAGs and the `lakestream_spark`
+connection set to `local[*]` through AIRFLOW_CONN_LAKESTREAM_SPARK (point it at a cluster by exporting that
+variable before starting). The metadata DB is migrated and the Spark pool created before the server starts.
+Local only: every user is admin (SimpleAuthManager, no login), bound to loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lakestream.config.models import LakestreamConfig
+from lakestream.errors import ServiceError
+from lakestream.orchestration.resources import SPARK_CONN_ID, SPARK_POOL, SPARK_POOL_DESCRIPTION, SPARK_POOL_SLOTS
+from lakestream.platform.process import ManagedService, ServiceStatus, port_is_open
+
+logger = logging.getLogger(__name__)
+
+AIRFLOW_HOST = "127.0.0.1"
+DEFAULT_AIRFLOW_PORT = 8080
+LOCAL_SPARK_CONNECTION = {"conn_type": "spark", "host": "local[*]"}
+
+
+def airflow_home(config: LakestreamConfig) -> Path:
+    """AIRFLOW_HOME of the local server: <state_dir>/airflow (SQLite DB, logs, generated airflow.cfg)."""
+    return config.paths.state_dir / "airflow"
+
+
+def _airflow_executable() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def airflow_environment(config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT) -> dict[str, str]:
+    """Environment of the Airflow processes: home, dags folder, the Spark connection, loopback UI, no login."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home(config)),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(config.home / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__API__HOST": AIRFLOW_HOST,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://{AIRFLOW_HOST}:{port}",
+            "LAKESTREAM_ENV": config.env,
+            "LAKESTREAM_HOME": str(config.home),
+            # the venv first: tasks run `spark-submit` and the venv's Python
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+    )
+    env.setdefault(f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}", json.dumps(LOCAL_SPARK_CONNECTION))
+    return env
+
+
+def airflow_service(config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT) -> ManagedService:
+    """The pid-file-managed standalone process."""
+    return ManagedService(
+        name="airflow",
+        run_dir=config.paths.state_dir / "run",
+        host=AIRFLOW_HOST,
+        port=port,
+        hint="pass another port with `lakestream airflow start --port N`",
+    )
+
+
+def _airflow(config: LakestreamConfig, *args: str, port: int = DEFAULT_AIRFLOW_PORT) -> str:
+    """Run one airflow CLI command against the local home; its stdout, or ServiceError with its output."""
+    result = subprocess.run(
+        [_airflow_executable(), *args],
+        env=airflow_environment(config, port=port),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"`airflow {' '.join(args)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def prepare_airflow(config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT) -> None:
+    """Migrate the metadata DB and create the Spark pool (both idempotent)."""
+    airflow_home(config).mkdir(parents=True, exist_ok=True)
+    _airflow(config, "db", "migrate", port=port)
+    _airflow(config, "pools", "set", SPARK_POOL, str(SPARK_POOL_SLOTS), SPARK_POOL_DESCRIPTION, port=port)
+
+
+def start_airflow(
+    config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT, timeout_s: float = 240.0
+) -> ServiceStatus:
+    """Start Airflow standalone in the background unless it runs already; return once the UI answers."""
+    service = airflow_service(config, port=port)
+    if service.status().running:
+        return service.status()
+    prepare_airflow(config, port=port)
+    return service.start(
+        [_airflow_executable(), "standalone"],
+        env=airflow_environment(config, port=port),
+        ready=lambda: port_is_open(AIRFLOW_HOST, port),
+        timeout_s=timeout_s,
+    )
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (standalone's scheduler, triggerer, API server, task runners)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def stop_airflow(config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT, timeout_s: float = 60.0) -> bool:
+    """Stop the standalone process group and wait until all of it is gone; True if it was running.
+
+    Standalone exits on SIGTERM before its components do, so the wait is on the whole group (the pid file
+    holds its leader: the process was started in a session of its own), with SIGKILL after the timeout.
+    """
+    service = airflow_service(config, port=port)
+    pgid = service.pid()
+    if not service.stop(timeout_s=timeout_s):
+        return False
+    deadline = time.monotonic() + timeout_s
+    while pgid is not None and _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if pgid is not None and _group_members(pgid):
+        logger.warning("airflow components still running after %.0fs; killing process group %d", timeout_s, pgid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return True

@@ -1,0 +1,345 @@
+"""Online features: the window groups of a feature spec, computed per entity key in a stateful stream.
+
+Each transaction is routed once to every entity its spec aggregates over (customer_id, terminal_id, ...);
+chargebacks are routed to the entities of the label aggregations. The state of one key is append-only:
+
+- ``events``: chunks of (epoch second, transaction id, aggregated values), one chunk per micro-batch that
+  touched the key; compacted into one chunk (events older than the retention dropped) when too many pile up;
+- ``labels``: chunks of the transaction ids whose fraud label is *known* (reported within the label delay).
+
+The retention is the longest window plus its delay plus the allowed lateness, so state stays bounded in event
+time; a processing-time TTL of the same length removes keys that stop receiving events.
+
+``window_features`` is the batch engine's semantics (lakestream.features.batch) in NumPy: windows
+``(t - w, t]`` with same-second ties broken by transaction id, or ``(t - d - w, t - d]`` with a delay d, over
+the key's history plus the new rows, so a row gets exactly the value the batch engine gives it. A label's
+"known" flag depends only on its own transaction and report times, so labels may arrive before or after their
+transaction without changing any feature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lakestream.features.spec import SECONDS_PER_DAY, FeatureSetSpec, WindowGroup
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql.types import StructType
+
+try:  # the worker side needs pyspark's processor base class; planning code does not
+    from pyspark.sql.streaming.stateful_processor import StatefulProcessor
+except ImportError:  # pragma: no cover
+    StatefulProcessor = object  # type: ignore[assignment,misc]
+
+TX, LABEL = "tx", "label"
+OK, DUPLICATE = "ok", "duplicate"
+COMPACT_AFTER_CHUNKS = 8
+KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp")
+
+
+@dataclass(frozen=True)
+class OnlinePlan:
+    """What the stateful operator needs from a feature spec (picklable, shipped to the workers)."""
+
+    entities: tuple[str, ...]  # entity columns, in spec order
+    label_entities: tuple[str, ...]  # entities with label aggregations (chargebacks are routed there)
+    value_columns: tuple[str, ...]  # columns aggregated over (besides the label)
+    groups: tuple[WindowGroup, ...]
+    feature_names: tuple[str, ...]  # every window feature
+    retention_seconds: int
+    label_delay_seconds: int
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSetSpec, *, allowed_lateness_seconds: int) -> OnlinePlan:
+        """Plan the online computation of spec's window groups."""
+        entities = tuple(dict.fromkeys(group.entity for group in spec.windows))
+        label_entities = tuple(dict.fromkeys(g.entity for g in spec.windows if any(a.on_label for a in g.aggregations)))
+        values = tuple(dict.fromkeys(a.column for g in spec.windows for a in g.aggregations if a.column is not None))
+        return cls(
+            entities=entities,
+            label_entities=label_entities,
+            value_columns=values,
+            groups=spec.windows,
+            feature_names=tuple(spec.window_feature_names()),
+            retention_seconds=math.ceil(spec.lookback_days * SECONDS_PER_DAY) + allowed_lateness_seconds,
+            label_delay_seconds=round(spec.label_delay_days * SECONDS_PER_DAY),
+        )
+
+    def input_schema_ddl(self) -> str:
+        """The rows the operator reads: one per (transaction or chargeback, entity)."""
+        values = "".join(f", `{name}` DOUBLE" for name in self.value_columns)
+        return (
+            "entity STRING, entity_id BIGINT, kind STRING, transaction_id BIGINT, ts BIGINT, known INT, "
+            f"kafka_partition INT, kafka_offset BIGINT, kafka_timestamp BIGINT{values}"
+        )
+
+    def output_schema(self) -> StructType:
+        """One row per (transaction, entity): the event, its status and the entity's features (null for others)."""
+        from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
+
+        return StructType(
+            [
+                StructField("transaction_id", LongType()),
+                StructField("entity", StringType()),
+                StructField("entity_id", LongType()),
+                StructField("status", StringType()),
+                StructField("ts", LongType()),
+                *[
+                    StructField(name, IntegerType() if name == "kafka_partition" else LongType())
+                    for name in KAFKA_COLUMNS
+                ],
+                *[StructField(name, DoubleType()) for name in self.value_columns],
+                *[StructField(name, DoubleType()) for name in self.feature_names],
+            ]
+        )
+
+
+@dataclass
+class History:
+    """The events of one key, sorted by (ts, id), and the ids whose label is known."""
+
+    ts: np.ndarray
+    ids: np.ndarray
+    values: np.ndarray  # shape (n, len(value_columns))
+    known_ids: np.ndarray
+
+    @classmethod
+    def empty(cls, width: int) -> History:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, width)), np.empty(0, np.int64))
+
+
+def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in, features out
+    plan: OnlinePlan, entity: str, history: History, new_ts: np.ndarray, new_ids: np.ndarray, new_values: np.ndarray
+) -> tuple[History, np.ndarray, np.ndarray]:
+    """Add new events (deduplicated) to history; return (history, duplicate mask, features of the new rows).
+
+    Features are a float matrix (new rows x plan.feature_names), NaN for other entities' features and for
+    empty windows without a default.
+    """
+    seen = set(history.ids.tolist())
+    duplicate = np.zeros(len(new_ids), dtype=bool)
+    for i, tx_id in enumerate(new_ids.tolist()):
+        if tx_id in seen:
+            duplicate[i] = True
+        seen.add(tx_id)
+    keep = ~duplicate
+    ts = np.concatenate([history.ts, new_ts[keep]])
+    ids = np.concatenate([history.ids, new_ids[keep]])
+    values = np.concatenate([history.values, new_values[keep]])
+    order = np.lexsort((ids, ts))
+    ts, ids, values = ts[order], ids[order], values[order]
+    merged = History(ts, ids, values, history.known_ids)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    positions = rank[len(history.ts) :]  # where each kept new row sits in the sorted merge
+    out = np.full((len(new_ids), len(plan.feature_names)), np.nan)
+    if positions.size:
+        known = np.isin(ids, history.known_ids).astype(np.float64)
+        out[keep] = _group_features(plan, entity, merged, positions, known)
+    return merged, duplicate, out
+
+
+def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, known: np.ndarray) -> np.ndarray:
+    out = np.full((len(pos), len(plan.feature_names)), np.nan)
+    t = h.ts[pos]
+    column_index = {name: i for i, name in enumerate(plan.feature_names)}
+    prefix_cache: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+
+    def prefix(key: Any, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if key not in prefix_cache:
+            zero = np.zeros(1)
+            prefix_cache[key] = (
+                np.concatenate([zero, np.cumsum(data)]),
+                np.concatenate([zero, np.cumsum(data * data)]),
+            )
+        return prefix_cache[key]
+
+    for group in plan.groups:
+        if group.entity != entity:
+            continue
+        delay = round(group.delay_days * SECONDS_PER_DAY)
+        for window_days, agg, name in group.expanded():
+            width = round(window_days * SECONDS_PER_DAY)
+            if agg.agg in {"time_since_last", "last"}:
+                result = _previous(agg.agg, h, pos, t, width, plan.value_columns.index(agg.column) if agg.column else 0)
+            else:
+                if delay > 0:
+                    lo = np.searchsorted(h.ts, t - delay - width, side="right")
+                    hi = np.searchsorted(h.ts, t - delay, side="right")
+                    self_inside = np.zeros(len(pos), dtype=bool)
+                else:
+                    lo = np.searchsorted(h.ts, t - width, side="right")
+                    hi = pos + 1 if group.ties == "earlier_only" else np.searchsorted(h.ts, t, side="right")
+                    self_inside = np.full(len(pos), not group.include_current)
+                if agg.on_label:
+                    data, key = known, "label"
+                elif agg.column is not None:
+                    data, key = h.values[:, plan.value_columns.index(agg.column)], agg.column
+                else:
+                    data, key = np.ones(len(h.ts)), "one"
+                result = _moment_or_extreme(agg.agg, data, prefix(key, data), lo, hi, pos, self_inside)
+            if agg.default is not None:
+                result = np.where(np.isnan(result), agg.default, result)
+            elif agg.agg == "count":
+                result = np.where(np.isnan(result), 0.0, result)
+            out[:, column_index[name]] = result
+    return out
+
+
+def _moment_or_extreme(  # noqa: PLR0917
+    kind: str,
+    data: np.ndarray,
+    prefixes: tuple[np.ndarray, np.ndarray],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    pos: np.ndarray,
+    exclude_self: np.ndarray,
+) -> np.ndarray:
+    """count/sum/mean/stddev/min/max over data[lo:hi], minus the row itself where exclude_self."""
+    if kind in {"min", "max"}:
+        pick = np.min if kind == "min" else np.max
+        result = np.full(len(pos), np.nan)
+        for i, (a, b, p, ex) in enumerate(zip(lo, hi, pos, exclude_self, strict=True)):
+            chunk = data[a:b] if not ex else np.concatenate([data[a:p], data[p + 1 : b]])
+            if chunk.size:
+                result[i] = pick(chunk)
+        return result
+    cs, cs2 = prefixes
+    count = (hi - lo).astype(np.float64) - exclude_self
+    total = cs[hi] - cs[lo] - np.where(exclude_self, data[pos], 0.0)
+    squares = cs2[hi] - cs2[lo] - np.where(exclude_self, data[pos] ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "count":
+            return count
+        if kind == "sum":
+            return np.where(count > 0, total, np.nan)
+        if kind == "mean":
+            return np.where(count > 0, total / count, np.nan)
+        variance = (squares - total * total / count) / (count - 1)
+        return np.where(count > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
+
+
+def _previous(  # noqa: PLR0917
+    kind: str, h: History, pos: np.ndarray, t: np.ndarray, width: int, value_index: int
+) -> np.ndarray:
+    """time_since_last / last: the previous event of the key in (ts, id) order, if less than width ago."""
+    result = np.full(len(pos), np.nan)
+    has_previous = pos > 0
+    previous = np.maximum(pos - 1, 0)
+    gap = (t - h.ts[previous]).astype(np.float64)
+    inside = has_previous & (gap < width)
+    if kind == "time_since_last":
+        result[inside] = gap[inside]
+    elif h.values.shape[1]:
+        result[inside] = h.values[previous[inside], value_index]
+    return result
+
+
+def compact(history: History, *, retention_seconds: int) -> History:
+    """Drop events older than the retention (relative to the newest event) and labels of dropped events."""
+    if not history.ts.size:
+        return history
+    keep = history.ts > history.ts[-1] - retention_seconds
+    dropped = history.ids[~keep]
+    known = history.known_ids[~np.isin(history.known_ids, dropped)]  # pending labels (no event yet) stay
+    return History(history.ts[keep], history.ids[keep], history.values[keep], known)
+
+
+# --- state codec: numpy arrays <-> binary columns of one state row ---------------------------------------
+
+EVENTS_STATE_DDL = "ts BINARY, ids BINARY, vals BINARY"
+LABELS_STATE_DDL = "ids BINARY"
+
+
+def _pack(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array).tobytes()
+
+
+def read_history(event_chunks: Iterator[tuple], label_chunks: Iterator[tuple], width: int) -> tuple[History, int]:
+    """State chunks -> one sorted History, and how many event chunks there were."""
+    ts, ids, values, count = [], [], [], 0
+    for chunk_ts, chunk_ids, chunk_vals in event_chunks:
+        ts.append(np.frombuffer(chunk_ts, dtype=np.int64))
+        ids.append(np.frombuffer(chunk_ids, dtype=np.int64))
+        values.append(np.frombuffer(chunk_vals, dtype=np.float64).reshape(-1, width))
+        count += 1
+    known = [np.frombuffer(chunk[0], dtype=np.int64) for chunk in label_chunks]
+    if not ts:
+        history = History.empty(width)
+    else:
+        all_ts, all_ids, all_values = np.concatenate(ts), np.concatenate(ids), np.concatenate(values)
+        order = np.lexsort((all_ids, all_ts))
+        history = History(all_ts[order], all_ids[order], all_values[order], np.empty(0, np.int64))
+    history.known_ids = np.concatenate(known) if known else np.empty(0, np.int64)
+    return history, count
+
+
+class OnlineFeatureProcessor(StatefulProcessor):
+    """transformWithStateInPandas processor keyed by (entity, entity_id); see the module docstring."""
+
+    def __init__(self, plan: OnlinePlan) -> None:
+        self.plan = plan
+        self.width = len(plan.value_columns)
+
+    def init(self, handle: Any) -> None:
+        """Declare the two list states, with a processing-time TTL of the retention."""
+        ttl_ms = self.plan.retention_seconds * 1000
+        self.events = handle.getListState("events", EVENTS_STATE_DDL, ttl_ms)
+        self.labels = handle.getListState("labels", LABELS_STATE_DDL, ttl_ms)
+
+    def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:  # noqa: N802, N803
+        """New events and chargebacks of one key -> one output row per new event."""
+        import pandas as pd
+
+        frame = pd.concat(list(rows), ignore_index=True)
+        yield from self._process(key[0], frame, emit=True)
+
+    def handleInitialState(self, key: Any, initialState: pd.DataFrame, timerValues: Any) -> None:  # noqa: N802, N803
+        """Bootstrap the key from the offline store (events and known labels of the look-back)."""
+        for _ in self._process(key[0], initialState, emit=False):
+            pass
+
+    def _process(self, entity: str, frame: pd.DataFrame, *, emit: bool) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        history, chunks = read_history(
+            self.events.get() if self.events.exists() else iter(()),
+            self.labels.get() if self.labels.exists() else iter(()),
+            self.width,
+        )
+        labels = frame[(frame["kind"] == LABEL) & (frame["known"] == 1)]["transaction_id"].to_numpy(np.int64)
+        new_labels = np.setdiff1d(labels, history.known_ids)
+        if new_labels.size:
+            self.labels.appendValue((_pack(new_labels),))
+            history.known_ids = np.concatenate([history.known_ids, new_labels])
+        events = frame[frame["kind"] == TX].sort_values(["ts", "transaction_id"], kind="stable")
+        if events.empty:
+            return
+        new_ts = events["ts"].to_numpy(np.int64)
+        new_ids = events["transaction_id"].to_numpy(np.int64)
+        new_values = (
+            events[list(self.plan.value_columns)].to_numpy(np.float64) if self.width else np.empty((len(events), 0))
+        )
+        merged, duplicate, features = window_features(self.plan, entity, history, new_ts, new_ids, new_values)
+        keep = ~duplicate
+        if chunks + 1 > COMPACT_AFTER_CHUNKS:
+            compacted = compact(merged, retention_seconds=self.plan.retention_seconds)
+            self.events.put([(_pack(compacted.ts), _pack(compacted.ids), _pack(compacted.values))])
+            self.labels.put([(_pack(compacted.known_ids),)])
+        elif keep.any():
+            self.events.appendValue((_pack(new_ts[keep]), _pack(new_ids[keep]), _pack(new_values[keep])))
+        if emit:
+            head = events[["transaction_id", "entity_id", "ts", *KAFKA_COLUMNS, *self.plan.value_columns]]
+            head = head.reset_index(drop=True)
+            head.insert(1, "entity", entity)
+            head.insert(3, "status", np.where(duplicate, DUPLICATE, OK))
+            yield pd.concat([head, pd.DataFrame(features, columns=list(self.plan.feature_names))], axis=1)
+
+    def close(self) -> None:
+        """Nothing to release."""

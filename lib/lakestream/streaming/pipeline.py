@@ -1,0 +1,776 @@
+"""The scoring stream: Kafka -> validation -> online features -> champion model -> Delta (+ alerts to Kafka).
+
+Two queries share one Spark application:
+
+- ``<query>``: valid transactions and chargebacks go through one stateful operator (online_features), keyed by
+  (entity, entity_id); each micro-batch is then written by ``BatchWriter``: features joined per transaction,
+  scored with the current model, appended to gold.stream_scores with Delta's idempotent-write options
+  (txnAppId = query name, txnVersion = batch id), so a batch re-run after a crash writes nothing twice;
+  duplicates and late events go to the dead-letter table, alerts to Kafka, one metrics row to gold.stream_metrics;
+- ``<query>_dead_letter``: records that fail validation (unparseable, oversized, rule violations) are appended to
+  quarantine.stream_dead_letter with their raw bytes and Kafka coordinates (Delta sink, exactly once).
+
+Alerts are at-least-once: a batch re-run after a crash between the alert write and the batch commit sends its
+alerts again; the Kafka key is the transaction id, so a consumer de-duplicates on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F  # noqa: N812
+
+from lakestream.errors import ConfigError, DataError
+from lakestream.features.batch import add_derived_features, add_row_features
+from lakestream.io.delta import is_delta_table, read_delta
+from lakestream.io.kafka import spark_kafka_options
+from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
+from lakestream.quality import rules
+from lakestream.streaming.online_features import DUPLICATE, LABEL, OK, TX, OnlineFeatureProcessor, OnlinePlan
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.types import StructType
+
+    from lakestream.config.models import LakestreamConfig
+    from lakestream.features.spec import FeatureSetSpec
+    from lakestream.registry.models import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+OVERSIZED_MESSAGE = "oversized_message"
+LATE_EVENT = "late_event"
+DUPLICATE_TRANSACTION = rules.DUPLICATE_TRANSACTION_ID
+
+
+def stream_label_event_schema() -> StructType:
+    """A chargeback on the labels topic: the batch label message plus the terminal of the transaction.
+
+    The stream routes a chargeback to its terminal's state, so the message must name the terminal (card
+    networks' chargeback records carry the merchant terminal); the landed files do not need it.
+    """
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    return StructType([*fraud_label_event_schema().fields, StructField("terminal_id", LongType())])
+
+
+# --- tables -----------------------------------------------------------------------------------------------
+
+
+def scores_path(config: LakestreamConfig) -> Path:
+    """gold.<streaming.scores_table>."""
+    return config.table_path("gold", config.streaming.scores_table)
+
+
+def metrics_path(config: LakestreamConfig) -> Path:
+    """gold.<streaming.metrics_table>."""
+    return config.table_path("gold", config.streaming.metrics_table)
+
+
+def dead_letter_path(config: LakestreamConfig) -> Path:
+    """quarantine.<streaming.dead_letter_table>."""
+    return config.table_path("quarantine", config.streaming.dead_letter_table)
+
+
+# --- source and validation -------------------------------------------------------------------------------
+
+
+def kafka_source(spark: SparkSession, config: LakestreamConfig) -> DataFrame:
+    """The transactions topic (rate-limited) and the fraud-labels topic (never limited), as one stream.
+
+    Chargebacks are few and a transaction's terminal risk needs every chargeback reported before it, so the
+    labels source reads all that is available at each trigger while transactions advance by the rate limit.
+    """
+    topics = config.kafka.topics
+    limit = config.streaming.max_offsets_per_trigger or config.kafka.max_offsets_per_trigger
+
+    def source(topic: str, *, limited: bool) -> DataFrame:
+        reader = (
+            spark.readStream.format("kafka")
+            .options(**spark_kafka_options(config.kafka))
+            .option("subscribe", topic)
+            .option("startingOffsets", config.streaming.starting_offsets)
+            .option("failOnDataLoss", "false")
+        )
+        if limited and limit:
+            reader = reader.option("maxOffsetsPerTrigger", str(limit))
+        return reader.load()
+
+    return source(topics.transactions.name, limited=True).unionByName(source(topics.fraud_labels.name, limited=False))
+
+
+def validate(raw: DataFrame, config: LakestreamConfig) -> DataFrame:
+    """Kafka rows -> typed fields of both message kinds + `kind` and `reason`/`detail` (null when valid)."""
+    topics = config.kafka.topics
+    tx_schema, label_schema = transaction_event_schema(), stream_label_event_schema()
+    value = F.col("value").cast("string")
+    as_map = F.from_json(value, "map<string,string>")
+    is_tx = F.col("topic") == F.lit(topics.transactions.name)
+    frame = raw.select(
+        F.col("topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("value").alias("raw"),
+        F.when(is_tx, F.lit(TX)).otherwise(F.lit(LABEL)).alias("kind"),
+        as_map.alias("_raw"),
+        F.from_json(value, tx_schema).alias("_tx"),
+        F.from_json(value, label_schema).alias("_label"),
+    )
+    fields: dict[str, Column] = {}
+    for name in dict.fromkeys([f.name for f in tx_schema.fields] + [f.name for f in label_schema.fields]):
+        typed = F.when(is_tx, F.col(f"_tx.{name}")) if name in tx_schema.fieldNames() else F.lit(None)
+        if name in label_schema.fieldNames():
+            typed = F.when(is_tx, typed).otherwise(F.col(f"_label.{name}"))
+        if name in {"tx_datetime", "reported_at"}:
+            typed = F.try_to_timestamp(typed, F.lit(TIMESTAMP_FORMAT))
+        fields[name] = typed
+    frame = frame.withColumns(fields)
+    checks = _checks(config, is_tx, tx_schema, label_schema)
+    reason = F.coalesce(*[F.when(condition, F.lit(code)) for code, condition, _ in checks], F.lit(None))
+    detail = F.coalesce(*[F.when(condition, text) for _, condition, text in checks], F.lit(None))
+    return frame.withColumn("reason", reason).withColumn("detail", detail).drop("_tx", "_label")
+
+
+def _checks(
+    config: LakestreamConfig, is_tx: Column, tx_schema: StructType, label_schema: StructType
+) -> list[tuple[str, Column, Column]]:
+    """(reason, failing condition, detail) in priority order; the first failing check names the reason."""
+    quality, limit = config.quality, config.streaming.max_message_bytes
+    raw_field = F.col("_raw")
+    checks: list[tuple[str, Column, Column]] = [
+        (
+            OVERSIZED_MESSAGE,
+            F.length("raw") > limit,
+            F.concat(F.lit("value of "), F.length("raw"), F.lit(f" bytes > {limit}")),
+        ),
+        (rules.MALFORMED_JSON, raw_field.isNull(), F.lit("the value is not a JSON object")),
+    ]
+    required_tx = quality.transactions.required_fields
+    required_label = (*quality.fraud_labels.required_fields, "terminal_id")
+    for kind_is_tx, required, schema in ((True, required_tx, tx_schema), (False, required_label, label_schema)):
+        kind = is_tx if kind_is_tx else ~is_tx
+        for name in required:
+            checks.append(
+                (
+                    rules.MISSING_REQUIRED_FIELD,
+                    kind & raw_field[name].isNull(),
+                    F.lit(f"required field {name} is missing or null"),
+                )
+            )
+        for struct_field in schema.fields:
+            name = struct_field.name
+            bad = kind & raw_field[name].isNotNull() & F.col(name).isNull()
+            code = rules.INVALID_TIMESTAMP if name in {"tx_datetime", "reported_at"} else rules.WRONG_TYPE
+            checks.append((code, bad, F.concat(F.lit(f"{name} '"), raw_field[name], F.lit("' cannot be read"))))
+    tx_rules = quality.transactions
+    for name, bounds, code in (
+        ("transaction_id", tx_rules.transaction_id, rules.TRANSACTION_ID_OUT_OF_RANGE),
+        ("customer_id", tx_rules.customer_id, rules.CUSTOMER_ID_OUT_OF_RANGE),
+        ("terminal_id", tx_rules.terminal_id, rules.TERMINAL_ID_OUT_OF_RANGE),
+    ):
+        outside = F.lit(False)
+        if bounds.min is not None:
+            outside = outside | (F.col(name) < bounds.min)
+        if bounds.max is not None:
+            outside = outside | (F.col(name) > bounds.max)
+        checks.append((code, outside, F.concat(F.lit(f"{name} "), F.col(name).cast("string"), F.lit(" out of range"))))
+    amount = F.col("tx_amount")
+    checks += [
+        (
+            rules.AMOUNT_OUT_OF_RANGE,
+            is_tx & (F.isnan(amount) | (amount <= 0) | (amount > tx_rules.max_amount)),
+            F.concat(F.lit("tx_amount "), amount.cast("string"), F.lit(f" not in (0, {tx_rules.max_amount}]")),
+        ),
+        (
+            rules.TIMESTAMP_OUT_OF_BOUNDS,
+            F.to_date("tx_datetime").between(F.lit(quality.min_event_date), F.lit(quality.max_event_date))
+            == F.lit(False),
+            F.concat(F.lit("tx_datetime "), F.col("tx_datetime").cast("string"), F.lit(" outside the sane range")),
+        ),
+        (
+            rules.INVALID_FRAUD_FLAG,
+            ~is_tx & ~F.col("tx_fraud").isin(0, 1),
+            F.concat(F.lit("tx_fraud "), F.col("tx_fraud").cast("string"), F.lit(" is not 0 or 1")),
+        ),
+        (
+            rules.REPORTED_BEFORE_TRANSACTION,
+            ~is_tx & (F.col("reported_at") < F.col("tx_datetime")),
+            F.lit("reported_at is before tx_datetime"),
+        ),
+    ]
+    return [(code, F.coalesce(condition, F.lit(False)), detail) for code, condition, detail in checks]
+
+
+def dead_letter_rows(frame: DataFrame, *, query: str) -> DataFrame:
+    """Rows with a reason -> the dead-letter table's columns."""
+    return frame.select(
+        "topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        "raw",
+        "reason",
+        "detail",
+        F.col("transaction_id").cast("long").alias("transaction_id"),
+        F.lit(query).alias("query"),
+        F.current_timestamp().alias("dead_lettered_at"),
+    )
+
+
+def operator_input(valid: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> DataFrame:
+    """Valid events -> one row per (transaction, entity) and per (chargeback, label entity)."""
+    ts = F.unix_seconds(F.col("tx_datetime"))
+    delay = plan.label_delay_seconds
+    known = ((F.col("tx_fraud") == 1) & (F.unix_seconds(F.col("reported_at")) <= ts + F.lit(delay))).cast("int")
+    base = [
+        F.col("transaction_id"),
+        ts.alias("ts"),
+        F.col("kafka_partition"),
+        F.col("kafka_offset"),
+        F.unix_millis(F.col("kafka_timestamp")).alias("kafka_timestamp"),
+    ]
+    parts = []
+    transactions = add_row_features(valid.where(F.col("kind") == TX), spec)
+    for entity in plan.entities:
+        parts.append(
+            transactions.select(
+                F.lit(entity).alias("entity"),
+                F.col(entity).cast("long").alias("entity_id"),
+                F.lit(TX).alias("kind"),
+                *base,
+                F.lit(0).alias("known"),
+                *[F.col(c).cast("double").alias(c) for c in plan.value_columns],
+            )
+        )
+    labels = valid.where(F.col("kind") == LABEL)
+    for entity in plan.label_entities:
+        parts.append(
+            labels.select(
+                F.lit(entity).alias("entity"),
+                F.col(entity).cast("long").alias("entity_id"),
+                F.lit(LABEL).alias("kind"),
+                *base,
+                known.alias("known"),
+                *[F.lit(None).cast("double").alias(c) for c in plan.value_columns],
+            )
+        )
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    columns = [c.split(" ")[0].strip("`") for c in plan.input_schema_ddl().split(", ")]
+    return union.select(*columns)
+
+
+def online_features(rows: DataFrame, plan: OnlinePlan, initial_state: DataFrame | None = None) -> DataFrame:
+    """The stateful operator: per (entity, entity_id), append-only state with TTL, RocksDB state store."""
+    initial = initial_state.groupBy("entity", "entity_id") if initial_state is not None else None
+    return rows.groupBy("entity", "entity_id").transformWithStateInPandas(
+        statefulProcessor=OnlineFeatureProcessor(plan),
+        outputStructType=plan.output_schema(),
+        outputMode="Append",
+        timeMode="ProcessingTime",
+        initialState=initial,
+    )
+
+
+def bootstrap_rows(
+    spark: SparkSession, config: LakestreamConfig, spec: FeatureSetSpec, plan: OnlinePlan, *, until: dt.datetime
+) -> DataFrame:
+    """Operator input rows for the look-back before `until`, from silver: the online store's warm start."""
+    tx_path = config.table_path("silver", "transactions")
+    labels_path = config.table_path("silver", "fraud_labels")
+    if not is_delta_table(tx_path):
+        raise DataError(f"cannot bootstrap the stream state: no silver transactions at {tx_path}")
+    since = until - dt.timedelta(seconds=plan.retention_seconds)
+    transactions = (
+        read_delta(spark, tx_path)
+        .where((F.col("tx_datetime") >= F.lit(since)) & (F.col("tx_datetime") < F.lit(until)))
+        .select(*spec.source.columns)
+    )
+    coordinates = {
+        "kafka_partition": F.lit(-1),
+        "kafka_offset": F.lit(-1).cast("long"),
+        "kafka_timestamp": F.lit(None).cast("timestamp"),
+    }
+    valid = transactions.withColumn("kind", F.lit(TX)).withColumns(coordinates)
+    valid = valid.withColumn("tx_fraud", F.lit(None).cast("int")).withColumn(
+        "reported_at", F.lit(None).cast("timestamp")
+    )
+    if is_delta_table(labels_path) and plan.label_entities:
+        labels = (
+            read_delta(spark, labels_path)
+            .select("transaction_id", "tx_fraud", "reported_at")
+            .join(transactions.drop("tx_amount"), on="transaction_id")
+            .withColumn("kind", F.lit(LABEL))
+            .withColumn("tx_amount", F.lit(None).cast("double"))
+            .withColumns(coordinates)
+        )
+        valid = valid.unionByName(labels)
+    return operator_input(valid, plan, spec)
+
+
+# --- the model ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelWatcher:
+    """The model behind an alias, re-checked every `refresh_seconds`; keeps the last good one on failure."""
+
+    config: LakestreamConfig
+    alias: str
+    refresh_seconds: float
+    model: LoadedModel | None = None
+    registry_ok: bool = True
+    checked_at: float = 0.0
+    swaps: int = 0
+
+    def current(self) -> LoadedModel:
+        """The model to score this batch with (loading a newly promoted version when the alias moved)."""
+        if self.model is None or time.monotonic() - self.checked_at >= self.refresh_seconds:
+            self.refresh()
+        if self.model is None:
+            raise ConfigError(
+                f"no model has the alias {self.alias!r} in {self.config.mlflow.registered_model!r}; "
+                "train and promote a model first (jobs/train_model.py, jobs/promote_model.py)"
+            )
+        return self.model
+
+    def refresh(self) -> None:
+        """Check the alias; swap models when it points at another version."""
+        from mlflow import MlflowClient
+
+        from lakestream.registry.models import find_version_by_alias, load_model_version
+        from lakestream.registry.tracking import configure_mlflow
+
+        self.checked_at = time.monotonic()
+        try:
+            configure_mlflow(self.config)
+            client = MlflowClient()
+            version = find_version_by_alias(client, self.config.mlflow.registered_model, self.alias)
+            if version is None or (self.model is not None and str(version.version) == self.model.version):
+                self.registry_ok = True
+                return
+            loaded = load_model_version(client, self.config, version)
+        except Exception as exc:  # noqa: BLE001 - any registry failure: keep scoring with the last good model
+            self.registry_ok = False
+            kept = f"keeping {self.model.name} v{self.model.version}" if self.model else "no model loaded yet"
+            logger.warning("model registry unreachable or model unloadable (%s); %s", exc, kept)
+            return
+        self.registry_ok = True
+        if self.model is not None and loaded.feature_spec != self.model.feature_spec:
+            logger.error(
+                "%s v%s uses feature set %s but the stream computes %s; not swapping (restart the stream)",
+                loaded.name,
+                loaded.version,
+                loaded.feature_spec.name,
+                self.model.feature_spec.name,
+            )
+            return
+        previous = self.model.version if self.model else None
+        self.model = loaded
+        if previous is not None:
+            self.swaps += 1
+            logger.info("hot-swapped model %s: v%s -> v%s", loaded.name, previous, loaded.version)
+        else:
+            logger.info("scoring with %s v%s (%s)", loaded.name, loaded.version, self.alias)
+
+
+# --- the micro-batch writer -----------------------------------------------------------------------------
+
+
+@dataclass
+class BatchWriter:
+    """foreachBatch of the scoring query: features per transaction, score, write Delta and Kafka, measure."""
+
+    config: LakestreamConfig
+    spec: FeatureSetSpec
+    plan: OnlinePlan
+    models: ModelWatcher
+    high_water: dict[int, int] | None = None  # Kafka partition -> newest event second scored (lateness reference)
+    state_rows: int | None = None  # from the latest query progress, set by the driver loop
+    batches: int = 0
+
+    def __call__(self, out: DataFrame, batch_id: int) -> None:
+        """Process one micro-batch (re-runs of a batch id write nothing twice)."""
+        started = dt.datetime.now(dt.UTC)
+        model = self.models.current()
+        out = out.persist()
+        try:
+            if out.isEmpty():
+                return
+            self._write(out, batch_id, model, started)
+        finally:
+            out.unpersist()
+
+    def _write(self, out: DataFrame, batch_id: int, model: LoadedModel, started: dt.datetime) -> None:
+        config = self.config
+        app_id = config.streaming.query_name
+        primary = self.plan.entities[0]
+        transactions = combine_entities(out.where(F.col("status") == OK), self.plan)
+        if self.high_water is None:
+            self.high_water = _committed_high_water(out.sparkSession, config, before_batch=batch_id)
+        transactions = transactions.withColumn(
+            "_late", _late(self.high_water, config.streaming.allowed_lateness_seconds)
+        ).persist()
+        try:
+            on_time = transactions.where(~F.col("_late")).drop("_late")
+            scored = score_transactions(
+                on_time, spec=self.spec, model=model, config=config, batch_id=batch_id
+            ).persist()
+            try:
+                _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
+                rejected = _rejected_rows(out, transactions, primary=primary, query=app_id)
+                if not rejected.isEmpty():
+                    _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
+                alerts = send_alerts(scored, config)
+                finished = dt.datetime.now(dt.UTC)
+                stats = _batch_stats(scored, transactions, out, primary, finished)
+            finally:
+                scored.unpersist()
+        finally:
+            transactions.unpersist()
+        for partition, newest in stats["max_ts"].items():
+            self.high_water[partition] = max(newest, self.high_water.get(partition, newest))
+        metrics = {
+            "batch_id": batch_id,
+            "started_at": started.replace(tzinfo=None),
+            "finished_at": finished.replace(tzinfo=None),
+            "duration_ms": int((finished - started).total_seconds() * 1000),
+            "input_transactions": stats["input"],
+            "scored": stats["scored"],
+            "duplicates": stats["duplicates"],
+            "late": stats["late"],
+            "alerts": alerts,
+            "latency_p50_ms": stats["p50"],
+            "latency_p95_ms": stats["p95"],
+            "latency_p99_ms": stats["p99"],
+            "state_rows": self.state_rows,
+            "model_name": model.name,
+            "model_version": model.version,
+            "registry_ok": self.models.registry_ok,
+            "feature_set": self.spec.name,
+        }
+        spark = out.sparkSession
+        _append(
+            spark.createDataFrame([metrics], schema=metrics_schema()),
+            metrics_path(config),
+            f"{app_id}-metrics",
+            batch_id,
+        )
+        self.batches += 1
+        logger.info(
+            "batch %d: %d scored (%d duplicates, %d late, %d alerts) with %s v%s in %d ms; latency p50 %s ms p99 %s ms",
+            batch_id,
+            stats["scored"],
+            stats["duplicates"],
+            stats["late"],
+            alerts,
+            model.name,
+            model.version,
+            metrics["duration_ms"],
+            stats["p50"],
+            stats["p99"],
+        )
+
+
+def metrics_schema() -> StructType:
+    """gold.stream_metrics: one row per micro-batch."""
+    from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType, TimestampType
+
+    longs = (
+        "duration_ms",
+        "input_transactions",
+        "scored",
+        "duplicates",
+        "late",
+        "alerts",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "state_rows",
+    )
+    return StructType(
+        [
+            StructField("batch_id", LongType(), nullable=False),
+            StructField("started_at", TimestampType()),
+            StructField("finished_at", TimestampType()),
+            *[StructField(name, LongType()) for name in longs],
+            StructField("model_name", StringType()),
+            StructField("model_version", StringType()),
+            StructField("registry_ok", BooleanType()),
+            StructField("feature_set", StringType()),
+        ]
+    )
+
+
+def combine_entities(rows: DataFrame, plan: OnlinePlan) -> DataFrame:
+    """Operator output (one row per transaction and entity) -> one row per transaction with every feature."""
+    entity_ids = [F.max(F.when(F.col("entity") == e, F.col("entity_id"))).alias(e) for e in plan.entities]
+    shared = ["ts", "kafka_partition", "kafka_offset", "kafka_timestamp", *plan.value_columns]
+    return rows.groupBy("transaction_id").agg(
+        *entity_ids,
+        *[F.first(c).alias(c) for c in shared],
+        *[F.max(c).alias(c) for c in plan.feature_names],
+        F.count(F.lit(1)).alias("_parts"),
+    )
+
+
+def score_transactions(
+    transactions: DataFrame, *, spec: FeatureSetSpec, model: LoadedModel, config: LakestreamConfig, batch_id: int
+) -> DataFrame:
+    """Combined rows -> the scores table's rows: features (row, window, derived), score, decision, lineage."""
+    from lakestream.scoring.batch import assign_decisions, score_with_booster
+
+    counts = [name for g in spec.windows for _, a, name in g.expanded() if a.agg == "count"]
+    frame = transactions.withColumn("tx_datetime", F.timestamp_seconds("ts")).withColumns(
+        {name: F.col(name).cast("long") for name in counts}
+    )
+    frame = add_derived_features(add_row_features(frame, spec), spec)
+    inputs = [F.col(name).cast("double").alias(f"_in_{name}") for name in model.feature_names]
+    scored = score_with_booster(
+        frame.select("*", *inputs),
+        model_bytes=model.raw_bytes,
+        features=[f"_in_{name}" for name in model.feature_names],
+        cache_key=f"{model.name}/{model.version}",
+    )
+    scored = assign_decisions(scored, scoring=config.training.scoring)
+    return scored.select(
+        "transaction_id",
+        "tx_datetime",
+        F.to_date("tx_datetime").alias("tx_date"),
+        *spec.source.columns[2:],  # customer_id, terminal_id, tx_amount
+        "score",
+        "decision",
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(spec.name).alias("feature_set"),
+        F.lit(spec.version).alias("feature_set_version"),
+        *[c for c in spec.feature_names() if c not in spec.source.columns],
+        F.lit(config.kafka.topics.transactions.name).alias("kafka_topic"),
+        "kafka_partition",
+        "kafka_offset",
+        F.timestamp_millis("kafka_timestamp").alias("kafka_timestamp"),
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.current_timestamp().alias("processed_at"),
+    )
+
+
+def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str) -> DataFrame:
+    """Duplicates (from the primary entity's rows) and late transactions -> dead-letter rows."""
+    duplicates = out.where((F.col("status") == DUPLICATE) & (F.col("entity") == primary)).select(
+        "transaction_id",
+        "ts",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        F.lit(DUPLICATE_TRANSACTION).alias("reason"),
+        F.lit("transaction id already scored").alias("detail"),
+    )
+    late = transactions.where(F.col("_late")).select(
+        "transaction_id",
+        "ts",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        F.lit(LATE_EVENT).alias("reason"),
+        F.lit("event time older than the newest scored event minus the allowed lateness").alias("detail"),
+    )
+    rejected = duplicates.unionByName(late).select(
+        F.lit(None).cast("string").alias("topic"),
+        "kafka_partition",
+        "kafka_offset",
+        F.timestamp_millis("kafka_timestamp").alias("kafka_timestamp"),
+        F.lit(None).cast("binary").alias("raw"),
+        "reason",
+        "detail",
+        "transaction_id",
+    )
+    return dead_letter_rows(rejected, query=query)
+
+
+def send_alerts(scored: DataFrame, config: LakestreamConfig) -> int:
+    """review/block rows -> the fraud-alerts topic, keyed by transaction id (at-least-once); returns the count."""
+    alerts = scored.where(F.col("decision") != "approve")
+    count = alerts.count()
+    if count:
+        payload = F.to_json(
+            F.struct(
+                "transaction_id",
+                F.date_format("tx_datetime", TIMESTAMP_FORMAT).alias("tx_datetime"),
+                "customer_id",
+                "terminal_id",
+                "tx_amount",
+                "score",
+                "decision",
+                "model_version",
+                F.date_format("processed_at", "yyyy-MM-dd HH:mm:ss.SSS").alias("processed_at"),
+            )
+        )
+        (
+            alerts.select(F.col("transaction_id").cast("string").alias("key"), payload.alias("value"))
+            .write.format("kafka")
+            .options(**spark_kafka_options(config.kafka))
+            .option("topic", config.kafka.topics.fraud_alerts.name)
+            .save()
+        )
+    return count
+
+
+def _batch_stats(
+    scored: DataFrame, transactions: DataFrame, out: DataFrame, primary: str, finished: dt.datetime
+) -> dict[str, Any]:
+    finished_ms = int(finished.timestamp() * 1000)
+    latency = F.lit(finished_ms) - F.unix_millis("kafka_timestamp")
+    row = scored.agg(
+        F.count(F.lit(1)).alias("scored"),
+        F.percentile_approx(latency, [0.5, 0.95, 0.99], 1000).alias("p"),
+    ).first()
+    totals = transactions.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_late").cast("int")).alias("late")).first()
+    newest = {r[0]: int(r[1]) for r in transactions.groupBy("kafka_partition").agg(F.max("ts")).collect()}
+    duplicates = out.where((F.col("status") == DUPLICATE) & (F.col("entity") == primary)).count()
+    percentiles = row["p"] or [None, None, None]
+    return {
+        "scored": int(row["scored"]),
+        "late": int(totals["late"] or 0),
+        "duplicates": duplicates,
+        "input": int(totals["n"]) + duplicates,
+        "max_ts": newest,
+        "p50": percentiles[0],
+        "p95": percentiles[1],
+        "p99": percentiles[2],
+    }
+
+
+def _committed_high_water(spark: SparkSession, config: LakestreamConfig, *, before_batch: int) -> dict[int, int]:
+    """Kafka partition -> newest event second scored by the batches before this one (after a restart).
+
+    Batches before, not all: a batch re-run after a crash may find its own rows already committed, and must
+    take the same late/on-time decisions as its first run.
+    """
+    path = scores_path(config)
+    if not is_delta_table(path):
+        return {}
+    newest = (
+        read_delta(spark, path)
+        .where(F.col("batch_id") < before_batch)
+        .groupBy("kafka_partition")
+        .agg(F.max(F.unix_seconds("tx_datetime")))
+    )
+    return {int(r[0]): int(r[1]) for r in newest.collect()}
+
+
+def _late(high_water: dict[int, int], lateness: int) -> Column:
+    """An event is late when older than its Kafka partition's newest scored event minus the allowed lateness.
+
+    Per partition, because a micro-batch reads the same share of every partition's backlog, not the same
+    event-time range: a global reference would call on-time events of a lagging partition late.
+    """
+    late = F.lit(False)
+    for partition, newest in high_water.items():
+        late = late | ((F.col("kafka_partition") == partition) & (F.col("ts") < F.lit(newest - lateness)))
+    return late
+
+
+def _append(frame: DataFrame, path: Path, app_id: str, batch_id: int, *, partition_by: Sequence[str] = ()) -> None:
+    """Idempotent append: Delta skips a (txnAppId, txnVersion) it has already committed."""
+    writer = (
+        frame.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", str(batch_id))
+        .option("mergeSchema", "true")
+    )
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(str(path))
+
+
+# --- starting the queries -------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamHandles:
+    """The running queries and the writer (for progress and metrics)."""
+
+    scoring: StreamingQuery
+    dead_letter: StreamingQuery
+    writer: BatchWriter
+
+    @property
+    def queries(self) -> list[StreamingQuery]:
+        """Both queries."""
+        return [self.scoring, self.dead_letter]
+
+
+def start_stream(
+    spark: SparkSession,
+    config: LakestreamConfig,
+    *,
+    available_now: bool = False,
+    bootstrap_until: dt.datetime | None = None,
+) -> StreamHandles:
+    """Start the scoring and dead-letter queries (restarting from their checkpoints when they exist)."""
+    streaming = config.streaming
+    models = ModelWatcher(config, streaming.model_alias, streaming.model_refresh_seconds)
+    model = models.current()
+    spec = model.feature_spec
+    if streaming.feature_set and streaming.feature_set != spec.name:
+        raise ConfigError(
+            f"streaming.feature_set is {streaming.feature_set} but the {streaming.model_alias} model uses "
+            f"{spec.name}; promote a {streaming.feature_set} model or unset streaming.feature_set"
+        )
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=streaming.allowed_lateness_seconds)
+    spark.conf.set("spark.sql.shuffle.partitions", str(streaming.shuffle_partitions))
+    # no empty micro-batches: state TTL is enforced in data batches, and availableNow runs end when drained
+    spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+    checkpoint = config.checkpoint_path(streaming.query_name)
+    initial = None
+    if bootstrap_until is not None:
+        if (checkpoint / "commits").exists():
+            logger.info("checkpoint %s exists: state restored from it, bootstrap skipped", checkpoint)
+        else:
+            initial = bootstrap_rows(spark, config, spec, plan, until=bootstrap_until)
+            logger.info("bootstrapping the online state from silver up to %s", bootstrap_until)
+    parsed = validate(kafka_source(spark, config), config)
+    valid = parsed.where(F.col("reason").isNull())
+    features = online_features(operator_input(valid, plan, spec), plan, initial)
+    writer = BatchWriter(config, spec, plan, models)
+
+    def trigger(stream_writer: Any) -> Any:
+        if available_now:
+            return stream_writer.trigger(availableNow=True)
+        return stream_writer.trigger(processingTime=streaming.trigger_interval)
+
+    scoring = trigger(
+        features.writeStream.queryName(streaming.query_name)
+        .option("checkpointLocation", str(checkpoint))
+        .foreachBatch(writer)
+    ).start()
+    dead_name = f"{streaming.query_name}_dead_letter"
+    dead_letter = trigger(
+        dead_letter_rows(parsed.where(F.col("reason").isNotNull()), query=dead_name)
+        .writeStream.queryName(dead_name)
+        .format("delta")
+        .option("checkpointLocation", str(config.checkpoint_path(dead_name)))
+        .option("mergeSchema", "true")
+        .outputMode("append")
+    ).start(str(dead_letter_path(config)))
+    logger.info(
+        "stream started: %s (features %s v%d, model %s v%s) and %s; checkpoints under %s",
+        streaming.query_name,
+        spec.name,
+        spec.version,
+        model.name,
+        model.version,
+        dead_name,
+        config.paths.checkpoint_root,
+    )
+    return StreamHandles(scoring, dead_letter, writer)

@@ -1,0 +1,111 @@
+"""Driving the scoring stream: progress logs, graceful stop (SIGTERM or a stop file), drain-and-exit mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from lakestream.config.models import LakestreamConfig
+    from lakestream.streaming.pipeline import StreamHandles
+
+logger = logging.getLogger(__name__)
+
+
+def stop_file(config: LakestreamConfig) -> Path:
+    """Touching this file asks a running stream to stop after its current micro-batch."""
+    return config.paths.state_dir / "run" / f"{config.streaming.query_name}.stop"
+
+
+def run_stream(
+    spark: SparkSession,
+    config: LakestreamConfig,
+    *,
+    available_now: bool = False,
+    bootstrap_until: dt.datetime | None = None,
+    max_seconds: float | None = None,
+    progress_seconds: float = 10.0,
+) -> dict[str, Any]:
+    """Start the queries and block until they finish (available_now), a stop is requested, or max_seconds."""
+    from lakestream.streaming.pipeline import start_stream
+
+    request = stop_file(config)
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.unlink(missing_ok=True)
+    stopping = {"reason": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping["reason"] = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handles = start_stream(spark, config, available_now=available_now, bootstrap_until=bootstrap_until)
+    started, last_log = time.monotonic(), time.monotonic()
+    try:
+        while any(q.isActive for q in handles.queries):
+            for query in handles.queries:
+                if query.exception() is not None:
+                    raise query.exception()  # type: ignore[misc]
+            if request.exists():
+                stopping["reason"] = "stop file"
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                stopping["reason"] = f"max {max_seconds:g} s"
+            _note_state_rows(handles)
+            if stopping["reason"]:
+                _graceful_stop(handles, stopping["reason"])
+                break
+            if time.monotonic() - last_log >= progress_seconds:
+                _log_progress(handles)
+                last_log = time.monotonic()
+            time.sleep(min(config.streaming.stop_poll_seconds, 0.5))
+        for query in handles.queries:
+            query.awaitTermination()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        request.unlink(missing_ok=True)
+    summary = {
+        "query": config.streaming.query_name,
+        "batches": handles.writer.batches,
+        "model_swaps": handles.writer.models.swaps,
+        "stopped_by": stopping["reason"] or ("drained" if available_now else "ended"),
+    }
+    logger.info("stream stopped: %s", json.dumps(summary))
+    return summary
+
+
+def _graceful_stop(handles: StreamHandles, reason: str) -> None:
+    """Wait for the running micro-batches to finish, then stop both queries."""
+    logger.info("stopping the stream (%s) after the current micro-batch", reason)
+    deadline = time.monotonic() + 120
+    for query in handles.queries:
+        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        query.stop()
+
+
+def _note_state_rows(handles: StreamHandles) -> None:
+    progress = handles.scoring.lastProgress
+    if progress and progress.get("stateOperators"):
+        handles.writer.state_rows = int(sum(op.get("numRowsTotal", 0) for op in progress["stateOperators"]))
+
+
+def _log_progress(handles: StreamHandles) -> None:
+    for query in handles.queries:
+        progress = query.lastProgress
+        if not progress:
+            continue
+        logger.info(
+            "%s: batch %s, %s rows in, %.0f rows/s processed, batch %s ms",
+            query.name,
+            progress.get("batchId"),
+            progress.get("numInputRows"),
+            progress.get("processedRowsPerSecond") or 0.0,
+            (progress.get("durationMs") or {}).get("triggerExecution"),
+        )
