@@ -63,7 +63,7 @@ def kafka_tools(config, record_size: int, records: int) -> dict:
             str(record_size),
             "--throughput",
             "-1",
-            "--producer-props",
+            "--command-property",
             f"bootstrap.servers={config.kafka.bootstrap_servers}",
             "acks=1",
             "linger.ms=5",
@@ -84,7 +84,7 @@ def kafka_tools(config, record_size: int, records: int) -> dict:
             "org.apache.kafka.tools.ConsumerPerformance",
             "--topic",
             topic,
-            "--messages",
+            "--num-records",
             str(records),
             "--bootstrap-server",
             config.kafka.bootstrap_servers,
@@ -96,8 +96,14 @@ def kafka_tools(config, record_size: int, records: int) -> dict:
         check=True,
         timeout=600,
     )
-    row = consume.stdout.strip().splitlines()[-1].split(",")
-    consumed = float(row[5])  # nMsg.sec
+    lines = consume.stdout.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if "nMsg.sec" in line)
+    header = [name.strip() for name in lines[header_at].split(",")]
+    row = next((line for line in lines[header_at + 1 :] if line[:1].isdigit() and "," in line), None)
+    if row is None:
+        raise RuntimeError(f"ConsumerPerformance printed no result row:\n{consume.stdout}\n{consume.stderr}")
+    values = [value.strip() for value in row.split(",")]
+    consumed = float(values[header.index("nMsg.sec")])
     return {
         "record_bytes": record_size,
         "records": records,
@@ -121,7 +127,9 @@ def ensure_champion(spark, config) -> str:
     found = find_version_by_alias(client, config.mlflow.registered_model, CHAMPION)
     if found is not None:
         return str(found.version)
-    request = TrainingRequest(feature_set="fraud_v1", mode="single_node", split=build_time_split())
+    request = TrainingRequest(
+        feature_set="fraud_v1", mode="single_node", split=build_time_split(train_start=dt.date(2018, 7, 25))
+    )
     result = train_model(spark, config, request)
     client.set_registered_model_alias(config.mlflow.registered_model, CHAMPION, result.registered_version)
     return str(result.registered_version)
