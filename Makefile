@@ -71,7 +71,7 @@ airflow: setup  ## start Airflow standalone (UI on http://127.0.0.1:8080, SQLite
 airflow-stop:  ## stop Airflow standalone
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream airflow stop || true
 
-stop:  ## stop everything the project started (broker, MLflow server, stream, cluster)
+stop:  ## stop everything the project started (Airflow, broker, MLflow server, stream, cluster)
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream stop || true
 
 clean: stop  ## remove all local state (var/); keeps .venv and .jars

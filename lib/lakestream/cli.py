@@ -203,11 +203,19 @@ def _cmd_stream(args: argparse.Namespace, config: LakestreamConfig) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.orchestration.airflow_server import stop_airflow
     from lakestream.platform.kafka_broker import stop_broker
     from lakestream.registry.tracking import stop_mlflow_server
     from lakestream.streaming.service import stop_stream_service
 
-    for name, stop in (("stream", stop_stream_service), ("mlflow", stop_mlflow_server), ("kafka", stop_broker)):
+    # Airflow first: its tasks submit jobs to the services stopped after it.
+    services = (
+        ("airflow", stop_airflow),
+        ("stream", stop_stream_service),
+        ("mlflow", stop_mlflow_server),
+        ("kafka", stop_broker),
+    )
+    for name, stop in services:
         print(f"{name}: {'stopped' if stop(config) else 'not running'}")
     return 0
 
