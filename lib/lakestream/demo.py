@@ -222,7 +222,7 @@ STREAM_QUERIES = {
 
 def _demo_stream(config: LakestreamConfig, *, start: dt.date, say: Callable[[str], None]) -> str:
     """Start the stream (warm state from silver), replay a week through Kafka plus bad records, show the tables."""
-    from lakestream.io.kafka import build_producer
+    from lakestream.io.kafka import build_consumer, build_producer
     from lakestream.streaming.service import latest_metrics, scored_rows, start_stream_service, stop_stream_service
 
     begin = dt.datetime.combine(start, dt.time())
@@ -261,7 +261,15 @@ def _demo_stream(config: LakestreamConfig, *, start: dt.date, say: Callable[[str
             spark.sql(query).show(truncate=False)
     finally:
         spark.stop()
-    return f"{scored} transactions scored once each, alerts on topic {config.kafka.topics.fraud_alerts.name}"
+    alerts_topic = config.kafka.topics.fraud_alerts.name
+    say(f"-- stream: the first alerts on the {alerts_topic} topic (key = transaction id)")
+    consumer = build_consumer(config.kafka, alerts_topic, consumer_timeout_ms=5000)
+    try:
+        for _, message in zip(range(5), consumer, strict=False):
+            say(f"    {message.key.decode()}: {message.value.decode()}")
+    finally:
+        consumer.close()
+    return f"{scored} transactions scored once each, alerts on topic {alerts_topic}"
 
 
 def _compact(summary: dict[str, Any], prefix: str = "") -> str:

@@ -75,17 +75,27 @@ def training_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory)
     """Simulate 300 customers x 60 days, write silver-shaped tables, build gold fraud_v1 for every day."""
     import datetime as dt
 
-    import pandas as pd
-
     from lakestream.config import load_config
     from lakestream.features.spec import feature_set_path, load_feature_set
     from lakestream.features.store import build_feature_table
-    from lakestream.io.delta import write_delta
-    from lakestream.simulate.generator import SimulationParams, simulate_transactions
+    from lakestream.simulate.generator import SimulationParams
 
     state = tmp_path_factory.mktemp("training-lake")
     config = load_config(overrides={"paths.state_dir": str(state), **TRAINING_OVERRIDES})
-    data = simulate_transactions(SimulationParams(n_customers=300, n_terminals=600, nb_days=60))
+    write_simulated_silver(spark, config, SimulationParams(n_customers=300, n_terminals=600, nb_days=60))
+    spec = load_feature_set(feature_set_path(Path(config.home) / "conf" / "features", "fraud_v1"))
+    build_feature_table(spark, config, spec, start=dt.date(2018, 4, 1), end=dt.date(2018, 5, 30))
+    return TrainingLake(config, dict(TRAINING_OVERRIDES))
+
+
+def write_simulated_silver(spark: SparkSession, config: LakestreamConfig, params: Any) -> None:
+    """Simulate (lakestream.simulate) and write silver-shaped transactions and chargebacks (reported 7 days on)."""
+    import pandas as pd
+
+    from lakestream.io.delta import write_delta
+    from lakestream.simulate.generator import simulate_transactions
+
+    data = simulate_transactions(params)
     tx = pd.DataFrame(
         {
             "transaction_id": data["transaction_id"],
@@ -96,9 +106,12 @@ def training_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory)
         }
     )
     tx["tx_date"] = tx["tx_datetime"].dt.date
-    frauds = tx.loc[data["tx_fraud"] == 1, ["transaction_id", "tx_datetime", "tx_date"]].copy()
+    valid = (tx["tx_amount"] > 0).to_numpy()  # as silver: the rules reject amounts that round to 0.00
+    fraud = (data["tx_fraud"] == 1) & valid
+    frauds = tx.loc[fraud, ["transaction_id", "tx_datetime", "tx_date"]].copy()
     frauds["tx_fraud"] = 1
-    frauds["tx_fraud_scenario"] = data["tx_fraud_scenario"][data["tx_fraud"] == 1]
+    frauds["tx_fraud_scenario"] = data["tx_fraud_scenario"][fraud]
+    tx = tx[valid]
     frauds["reported_at"] = frauds["tx_datetime"] + pd.Timedelta(days=7)
     frauds["reported_date"] = frauds["reported_at"].dt.date
     write_delta(
@@ -128,6 +141,3 @@ def training_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory)
         ),
         config.table_path("silver", "fraud_labels"),
     )
-    spec = load_feature_set(feature_set_path(Path(config.home) / "conf" / "features", "fraud_v1"))
-    build_feature_table(spark, config, spec, start=dt.date(2018, 4, 1), end=dt.date(2018, 5, 30))
-    return TrainingLake(config, dict(TRAINING_OVERRIDES))

@@ -13,6 +13,7 @@ from lakestream.training.splits import build_time_split
 from lakestream.training.trainer import TrainingRequest, train_model
 
 if TYPE_CHECKING:
+    from conftest import TrainingLake
     from pyspark.sql import SparkSession
 
     from lakestream.config import LakestreamConfig
@@ -21,18 +22,7 @@ if TYPE_CHECKING:
 def stream_config(base: LakestreamConfig, name: str, **streaming: object) -> LakestreamConfig:
     """base with its own topics, query name, tables and registered model (tests share one broker and registry)."""
     suffix = f"{name}-{uuid.uuid4().hex[:6]}"
-    topics = base.kafka.topics
-    kafka = base.kafka.model_copy(
-        update={
-            "topics": topics.model_copy(
-                update={
-                    "transactions": topics.transactions.model_copy(update={"name": f"tx-{suffix}"}),
-                    "fraud_labels": topics.fraud_labels.model_copy(update={"name": f"labels-{suffix}"}),
-                    "fraud_alerts": topics.fraud_alerts.model_copy(update={"name": f"alerts-{suffix}"}),
-                }
-            )
-        }
-    )
+    kafka = base.kafka.model_copy(update={"topics": base.kafka.topics.with_suffix(suffix)})
     settings = {
         "query_name": f"score_{name}",
         "scores_table": f"stream_scores_{name}",
@@ -68,3 +58,23 @@ def train_champion(spark: SparkSession, config: LakestreamConfig, *, seed: int =
     result = train_model(spark, config, request)
     MlflowClient().set_registered_model_alias(config.mlflow.registered_model, CHAMPION, result.registered_version)
     return str(result.registered_version)
+
+
+def child_environment(training_lake: TrainingLake, config: LakestreamConfig) -> dict[str, str]:
+    """Environment of a stream process (or CLI) that sees this lake, these topics, this model and query."""
+    topics = config.kafka.topics
+    streaming = config.streaming
+    return training_lake.environ(
+        **{
+            "kafka.bootstrap_servers": config.kafka.bootstrap_servers,
+            "kafka.topics.transactions.name": topics.transactions.name,
+            "kafka.topics.fraud_labels.name": topics.fraud_labels.name,
+            "kafka.topics.fraud_alerts.name": topics.fraud_alerts.name,
+            "mlflow.registered_model": config.mlflow.registered_model,
+            "streaming.query_name": streaming.query_name,
+            "streaming.scores_table": streaming.scores_table,
+            "streaming.metrics_table": streaming.metrics_table,
+            "streaming.dead_letter_table": streaming.dead_letter_table,
+            "streaming.max_offsets_per_trigger": streaming.max_offsets_per_trigger,
+        }
+    )

@@ -80,7 +80,7 @@ def test_every_bad_record_is_dead_lettered_with_its_reason(spark: SparkSession, 
     }
     for value, reason in BAD_TRANSACTIONS.items():
         assert reasons.get(value) == reason, (value[:40], reasons.get(value))
-    label_reasons = sorted(r["reason"] for r in dead.where(F.col("topic").startswith("labels-")).collect())
+    label_reasons = sorted(r["reason"] for r in dead.where(F.col("topic").startswith("fraud-labels-")).collect())
     assert label_reasons == ["invalid_fraud_flag", "missing_required_field"]
     rows = dead.collect()
     assert all(r["kafka_offset"] is not None and r["reason"] and r["dead_lettered_at"] for r in rows)

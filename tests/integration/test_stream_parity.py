@@ -7,14 +7,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F  # noqa: N812
 from stream_harness import stream_config, train_champion
 
-from lakestream.features.spec import feature_set_path, load_feature_set
-from lakestream.features.store import feature_table_path
 from lakestream.io.delta import read_delta
 from lakestream.registry.models import CHAMPION, load_model_version, resolve_version
-from lakestream.scoring.batch import build_scores
+from lakestream.streaming.parity import compare_with_batch, parity_holds
 from lakestream.streaming.pipeline import metrics_path, scores_path
 from lakestream.streaming.replay import replay_span
 from lakestream.streaming.runner import run_stream
@@ -40,53 +37,18 @@ def parity_run(spark: SparkSession, training_lake: TrainingLake, kafka_broker: L
     return config
 
 
-def test_streaming_features_equal_batch_features(spark: SparkSession, parity_run: LakestreamConfig) -> None:
-    config = parity_run
-    spec = load_feature_set(feature_set_path(config.home / "conf" / "features", "fraud_v1"))
-    stream = read_delta(spark, scores_path(config))
-    batch = read_delta(spark, feature_table_path(config, spec)).where(
-        (F.col("tx_datetime") >= F.lit(WARM_UNTIL)) & (F.col("tx_datetime") < F.lit(SPAN_END))
-    )
-    assert stream.count() == batch.count() == stream.select("transaction_id").distinct().count()
-    joined = stream.alias("s").join(batch.alias("b"), "transaction_id", "full_outer")
-    assert joined.where(F.col("s.score").isNull() | F.col("b.tx_amount").isNull()).count() == 0
-    mismatches = []
-    for name in spec.feature_names():
-        if "NB_TX" in name or name.startswith("TX_"):
-            differs = F.col(f"s.{name}") != F.col(f"b.{name}")
-        else:
-            differs = F.abs(F.col(f"s.{name}") - F.col(f"b.{name}")) > 1e-9
-        bad = joined.where(differs | (F.col(f"s.{name}").isNull() != F.col(f"b.{name}").isNull())).count()
-        if bad:
-            mismatches.append((name, bad))
-    assert mismatches == []
-
-
-def test_streaming_scores_equal_batch_scores_of_the_same_version(
-    spark: SparkSession, parity_run: LakestreamConfig
-) -> None:
+def test_streaming_features_and_scores_equal_batch(spark: SparkSession, parity_run: LakestreamConfig) -> None:
+    """Every transaction once, features equal (counts exactly, others within 1e-9), same scores and decisions."""
     from mlflow import MlflowClient
 
-    config = parity_run
     client = MlflowClient()
-    model = load_model_version(client, config, resolve_version(client, config.mlflow.registered_model, CHAMPION))
-    features = read_delta(spark, feature_table_path(config, model.feature_spec)).where(
-        (F.col("tx_datetime") >= F.lit(WARM_UNTIL)) & (F.col("tx_datetime") < F.lit(SPAN_END))
-    )
-    batch = build_scores(
-        features,
-        model_bytes=model.raw_bytes,
-        model_inputs=model.feature_names,
-        model_name=model.name,
-        model_version=model.version,
-        scoring=config.training.scoring,
-    )
-    stream = read_delta(spark, scores_path(config))
-    assert stream.select("model_version").distinct().collect()[0][0] == model.version
-    joined = stream.alias("s").join(batch.alias("b"), "transaction_id")
-    assert joined.count() == batch.count()
-    assert joined.where(F.abs(F.col("s.score") - F.col("b.score")) > 1e-7).count() == 0
-    assert joined.where(F.col("s.decision") != F.col("b.decision")).count() == 0
+    version = resolve_version(client, parity_run.mlflow.registered_model, CHAMPION)
+    model = load_model_version(client, parity_run, version)
+    result = compare_with_batch(spark, parity_run, model, start=WARM_UNTIL, end=SPAN_END)
+    assert result["transactions"] > 5000
+    assert parity_holds(result), result
+    stream = read_delta(spark, scores_path(parity_run))
+    assert stream.count() == stream.select("transaction_id").distinct().count() == result["transactions"]
 
 
 def test_metrics_rows_describe_every_batch(spark: SparkSession, parity_run: LakestreamConfig) -> None:

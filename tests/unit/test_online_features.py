@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lakestream.features.spec import load_feature_set
-from lakestream.streaming.online_features import History, OnlinePlan, compact, window_features
+from lakestream.streaming.online_features import (
+    LABEL,
+    TX,
+    History,
+    OnlineFeatureProcessor,
+    OnlinePlan,
+    compact,
+    window_features,
+)
 from tests.unit.feature_reference import reference_features
 
 FEATURES_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
@@ -86,6 +96,10 @@ def test_online_kernel_equals_reference(feature_set: str, batches: int) -> None:
     rows = random_rows(seed=batches)
     expected = reference_features(rows, spec)
     got = online(rows, plan, batches)
+    assert_equal_to_reference(got, expected, plan)
+
+
+def assert_equal_to_reference(got: dict, expected: dict, plan: OnlinePlan) -> None:
     for tx_id, values in expected.items():
         for name in plan.feature_names:
             want, have = values[name], got[tx_id][name]
@@ -109,3 +123,72 @@ def test_duplicates_are_flagged_and_not_counted() -> None:
     count_1day = plan.feature_names.index("CUSTOMER_ID_NB_TX_1DAY_WINDOW")
     assert features[1, count_1day] == 3
     assert len(history.ids) == 3
+
+
+class ListStateInMemory:
+    """The ListState calls the processor makes, kept in a list (the Spark side is covered by the stream tests)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def get(self) -> Iterator[tuple]:
+        return iter(list(self.rows))
+
+    def appendValue(self, row: tuple) -> None:  # noqa: N802 - pyspark's name
+        self.rows.append(row)
+
+    def put(self, rows: list[tuple]) -> None:
+        self.rows = list(rows)
+
+
+class StateHandleInMemory:
+    def getListState(self, *_: object) -> ListStateInMemory:  # noqa: N802 - pyspark's name
+        return ListStateInMemory()
+
+
+def operator_frames(rows: list[dict], plan: OnlinePlan, entity: str, batches: int) -> list[pd.DataFrame]:
+    """The operator's input rows of one entity in `batches` arrival chunks; every chargeback in the first one."""
+    delay = plan.label_delay_seconds
+    epoch = {r["transaction_id"]: int(r["tx_datetime"].replace(tzinfo=dt.UTC).timestamp()) for r in rows}
+
+    def row(r: dict, kind: str) -> dict:
+        reported = r["reported_at"]
+        known = kind == LABEL and reported.replace(tzinfo=dt.UTC).timestamp() <= epoch[r["transaction_id"]] + delay
+        return {
+            "entity": entity,
+            "entity_id": r[entity],
+            "kind": kind,
+            "transaction_id": r["transaction_id"],
+            "ts": epoch[r["transaction_id"]],
+            "known": int(known),
+            "kafka_partition": 0,
+            "kafka_offset": 0,
+            "kafka_timestamp": 0,
+            **{c: (r[c] if kind == TX else float("nan")) for c in plan.value_columns},
+        }
+
+    labels = [row(r, LABEL) for r in rows if r["tx_fraud"] == 1] if entity in plan.label_entities else []
+    chunks = np.array_split(np.arange(len(rows)), batches)
+    frames = [pd.DataFrame([row(rows[i], TX) for i in chunk]) for chunk in chunks]
+    frames[0] = pd.concat([pd.DataFrame(labels), frames[0]], ignore_index=True) if labels else frames[0]
+    return frames
+
+
+@pytest.mark.parametrize("feature_set", ["fraud_v1", "fraud_v2"])
+def test_bucketed_processor_equals_reference(feature_set: str) -> None:
+    """Many entities per state key (composite time), 12 batches (compaction included), labels first."""
+    spec = load_feature_set(FEATURES_DIR / f"{feature_set}.yaml")
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
+    rows = random_rows(seed=3, n=900)
+    expected = reference_features(rows, spec)
+    got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
+    for entity in plan.entities:
+        processor = OnlineFeatureProcessor(plan)
+        processor.init(StateHandleInMemory())
+        for frame in operator_frames(rows, plan, entity, batches=12):
+            for out in processor.handleInputRows((entity, 0), iter([frame]), None):
+                assert (out["status"] == "ok").all()
+                mine = [n for n in plan.feature_names if n.startswith(entity.split("_")[0].upper())]
+                for record in out[["transaction_id", *mine]].to_dict("records"):
+                    got[int(record.pop("transaction_id"))].update(record)
+    assert_equal_to_reference(got, expected, plan)

@@ -87,6 +87,19 @@ class TopicsConfig(StrictModel):
         """Every configured topic, in declaration order."""
         return [self.transactions, self.fraud_labels, self.fraud_alerts]
 
+    def with_suffix(self, suffix: str) -> TopicsConfig:
+        """The same topics renamed `<name>-<suffix>`: an isolated set on a shared broker (tests, benchmarks)."""
+        return self.model_copy(
+            update={
+                field: topic.model_copy(update={"name": f"{topic.name}-{suffix}"})
+                for field, topic in (
+                    ("transactions", self.transactions),
+                    ("fraud_labels", self.fraud_labels),
+                    ("fraud_alerts", self.fraud_alerts),
+                )
+            }
+        )
+
 
 class KafkaSecurityConfig(StrictModel):
     """Client security settings for a secured cluster; secrets come from the environment via ${VAR}."""
@@ -376,6 +389,7 @@ class StreamingConfig(StrictModel):
     allowed_lateness_seconds: int = Field(default=3600, ge=0)  # older than (max event time - this) is late
     max_message_bytes: int = Field(default=65_536, gt=0)  # larger Kafka values are dead-lettered as oversized
     shuffle_partitions: int = Field(default=2, ge=1)  # partitions of the state store and of each batch
+    state_buckets: int = Field(default=16, ge=1)  # state keys per entity (ids hash into them); fixed per checkpoint
     scores_table: str = "stream_scores"  # gold.<name>
     metrics_table: str = "stream_metrics"  # gold.<name>
     dead_letter_table: str = "stream_dead_letter"  # quarantine.<name>

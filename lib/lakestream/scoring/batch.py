@@ -159,6 +159,21 @@ class ScoringResult:
     features_delta_version: int
 
 
+def scores_of_model(
+    features: DataFrame, model: LoadedModel, config: LakestreamConfig, *, scored_at: dt.datetime | None = None
+) -> DataFrame:
+    """build_scores with a registry model and the configured decision thresholds."""
+    return build_scores(
+        features,
+        model_bytes=model.raw_bytes,
+        model_inputs=model.feature_names,
+        model_name=model.name,
+        model_version=model.version,
+        scoring=config.training.scoring,
+        scored_at=scored_at,
+    )
+
+
 def scores_table_path(config: LakestreamConfig) -> Path:
     """gold.<training.scoring.table> (gold.scores by default)."""
     return config.table_path("gold", config.training.scoring.table)
@@ -186,15 +201,7 @@ def score_batch(
     features = read_delta(spark, features_path, version=features_version).where(
         F.col("tx_date").between(F.lit(start), F.lit(end))
     )
-    scores = build_scores(
-        features,
-        model_bytes=model.raw_bytes,
-        model_inputs=model.feature_names,
-        model_name=model.name,
-        model_version=model.version,
-        scoring=config.training.scoring,
-        scored_at=scored_at,
-    )
+    scores = scores_of_model(features, model, config, scored_at=scored_at)
     path = scores_table_path(config)
     write_delta(scores, path, partition_by=["tx_date"], replace_where=f"tx_date >= '{start}' AND tx_date <= '{end}'")
     written = read_delta(spark, path).where(F.col("tx_date").between(F.lit(start), F.lit(end)))

@@ -1,14 +1,17 @@
 """Online features: the window groups of a feature spec, computed per entity key in a stateful stream.
 
 Each transaction is routed once to every entity its spec aggregates over (customer_id, terminal_id, ...);
-chargebacks are routed to the entities of the label aggregations. The state of one key is append-only:
+chargebacks are routed to the entities of the label aggregations. A state key is an entity and a bucket of its
+ids (``OnlinePlan.buckets``); the state of one key is append-only:
 
-- ``events``: chunks of (epoch second, transaction id, aggregated values), one chunk per micro-batch that
-  touched the key; compacted into one chunk (events older than the retention dropped) when too many pile up;
+- ``events``: chunks of (epoch second, transaction id, entity id, aggregated values), one chunk per micro-batch
+  that touched the key; compacted into one chunk (each entity's events older than the retention dropped) when
+  too many pile up;
 - ``labels``: chunks of the transaction ids whose fraud label is *known* (reported within the label delay).
 
 The retention is the longest window plus its delay plus the allowed lateness, so state stays bounded in event
-time; a processing-time TTL of the same length removes keys that stop receiving events.
+time; a processing-time TTL of the same length removes keys that stop receiving events. The entities of a bucket
+share one sorted array on a composite time (see ``OnlineFeatureProcessor``), so the kernel runs once per bucket.
 
 ``window_features`` is the batch engine's semantics (lakestream.features.batch) in NumPy: windows
 ``(t - w, t]`` with same-second ties broken by transaction id, or ``(t - d - w, t - d]`` with a delay d, over
@@ -54,9 +57,10 @@ class OnlinePlan:
     feature_names: tuple[str, ...]  # every window feature
     retention_seconds: int
     label_delay_seconds: int
+    buckets: int = 16  # state keys per entity: entity ids hash into buckets, each processed vectorised
 
     @classmethod
-    def from_spec(cls, spec: FeatureSetSpec, *, allowed_lateness_seconds: int) -> OnlinePlan:
+    def from_spec(cls, spec: FeatureSetSpec, *, allowed_lateness_seconds: int, buckets: int = 16) -> OnlinePlan:
         """Plan the online computation of spec's window groups."""
         entities = tuple(dict.fromkeys(group.entity for group in spec.windows))
         label_entities = tuple(dict.fromkeys(g.entity for g in spec.windows if any(a.on_label for a in g.aggregations)))
@@ -69,6 +73,7 @@ class OnlinePlan:
             feature_names=tuple(spec.window_feature_names()),
             retention_seconds=math.ceil(spec.lookback_days * SECONDS_PER_DAY) + allowed_lateness_seconds,
             label_delay_seconds=round(spec.label_delay_days * SECONDS_PER_DAY),
+            buckets=buckets,
         )
 
     def input_schema_ddl(self) -> str:
@@ -122,12 +127,11 @@ def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in,
     Features are a float matrix (new rows x plan.feature_names), NaN for other entities' features and for
     empty windows without a default.
     """
-    seen = set(history.ids.tolist())
-    duplicate = np.zeros(len(new_ids), dtype=bool)
-    for i, tx_id in enumerate(new_ids.tolist()):
-        if tx_id in seen:
-            duplicate[i] = True
-        seen.add(tx_id)
+    duplicate = np.isin(new_ids, history.ids)
+    _, first = np.unique(new_ids, return_index=True)  # the first occurrence of an id in this batch is kept
+    repeated = np.ones(len(new_ids), dtype=bool)
+    repeated[first] = False
+    duplicate |= repeated
     keep = ~duplicate
     ts = np.concatenate([history.ts, new_ts[keep]])
     ids = np.concatenate([history.ids, new_ids[keep]])
@@ -253,35 +257,55 @@ def compact(history: History, *, retention_seconds: int) -> History:
 
 # --- state codec: numpy arrays <-> binary columns of one state row ---------------------------------------
 
-EVENTS_STATE_DDL = "ts BINARY, ids BINARY, vals BINARY"
+EVENTS_STATE_DDL = "ts BINARY, ids BINARY, eids BINARY, vals BINARY"
 LABELS_STATE_DDL = "ids BINARY"
+ENTITY_SHIFT = 1 << 36  # composite time = dense entity index * ENTITY_SHIFT + epoch second (year 4147 max)
 
 
 def _pack(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array).tobytes()
 
 
-def read_history(event_chunks: Iterator[tuple], label_chunks: Iterator[tuple], width: int) -> tuple[History, int]:
-    """State chunks -> one sorted History, and how many event chunks there were."""
-    ts, ids, values, count = [], [], [], 0
-    for chunk_ts, chunk_ids, chunk_vals in event_chunks:
+@dataclass
+class Stored:
+    """A bucket's state, as stored: events of many entities (unsorted) and the known label ids."""
+
+    ts: np.ndarray
+    ids: np.ndarray
+    eids: np.ndarray
+    values: np.ndarray
+    known_ids: np.ndarray
+    chunks: int
+
+
+def read_state(event_chunks: Iterator[tuple], label_chunks: Iterator[tuple], width: int) -> Stored:
+    """State chunks -> arrays (one concatenation, no sorting)."""
+    ts, ids, eids, values = [], [], [], []
+    for chunk_ts, chunk_ids, chunk_eids, chunk_vals in event_chunks:
         ts.append(np.frombuffer(chunk_ts, dtype=np.int64))
         ids.append(np.frombuffer(chunk_ids, dtype=np.int64))
+        eids.append(np.frombuffer(chunk_eids, dtype=np.int64))
         values.append(np.frombuffer(chunk_vals, dtype=np.float64).reshape(-1, width))
-        count += 1
     known = [np.frombuffer(chunk[0], dtype=np.int64) for chunk in label_chunks]
-    if not ts:
-        history = History.empty(width)
-    else:
-        all_ts, all_ids, all_values = np.concatenate(ts), np.concatenate(ids), np.concatenate(values)
-        order = np.lexsort((all_ids, all_ts))
-        history = History(all_ts[order], all_ids[order], all_values[order], np.empty(0, np.int64))
-    history.known_ids = np.concatenate(known) if known else np.empty(0, np.int64)
-    return history, count
+    empty = np.empty(0, np.int64)
+    return Stored(
+        np.concatenate(ts) if ts else empty,
+        np.concatenate(ids) if ids else empty,
+        np.concatenate(eids) if eids else empty,
+        np.concatenate(values) if values else np.empty((0, width)),
+        np.concatenate(known) if known else empty,
+        len(ts),
+    )
 
 
 class OnlineFeatureProcessor(StatefulProcessor):
-    """transformWithStateInPandas processor keyed by (entity, entity_id); see the module docstring."""
+    """transformWithStateInPandas processor keyed by (entity, bucket of entity ids); see the module docstring.
+
+    A bucket holds many entities. Their events are merged on a composite time (dense entity index * 2^36 +
+    epoch second), so one sorted array and one ``window_features`` call serve the whole bucket: windows never
+    reach across entities because no window is anywhere near 2^36 seconds long. Per micro-batch the operator
+    then makes a handful of calls per bucket instead of a few per customer and terminal.
+    """
 
     def __init__(self, plan: OnlinePlan) -> None:
         self.plan = plan
@@ -294,52 +318,79 @@ class OnlineFeatureProcessor(StatefulProcessor):
         self.labels = handle.getListState("labels", LABELS_STATE_DDL, ttl_ms)
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:  # noqa: N802, N803
-        """New events and chargebacks of one key -> one output row per new event."""
+        """New events and chargebacks of one bucket -> one output row per new event."""
         import pandas as pd
 
-        frame = pd.concat(list(rows), ignore_index=True)
+        chunks = list(rows)
+        frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
         yield from self._process(key[0], frame, emit=True)
 
     def handleInitialState(self, key: Any, initialState: pd.DataFrame, timerValues: Any) -> None:  # noqa: N802, N803
-        """Bootstrap the key from the offline store (events and known labels of the look-back)."""
+        """Bootstrap the bucket from the offline store (events and known labels of the look-back)."""
         for _ in self._process(key[0], initialState, emit=False):
             pass
 
     def _process(self, entity: str, frame: pd.DataFrame, *, emit: bool) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        history, chunks = read_history(
-            self.events.get() if self.events.exists() else iter(()),
-            self.labels.get() if self.labels.exists() else iter(()),
-            self.width,
-        )
-        labels = frame[(frame["kind"] == LABEL) & (frame["known"] == 1)]["transaction_id"].to_numpy(np.int64)
-        new_labels = np.setdiff1d(labels, history.known_ids)
+        # get() of a missing list is empty: no exists() round trips to the state server
+        stored = read_state(self.events.get(), self.labels.get(), self.width)
+        is_tx = frame["kind"].to_numpy() == TX
+        tx_ids = frame["transaction_id"].to_numpy(np.int64)
+        labels = tx_ids[~is_tx & (frame["known"].to_numpy() == 1)]
+        new_labels = np.setdiff1d(labels, stored.known_ids)
         if new_labels.size:
             self.labels.appendValue((_pack(new_labels),))
-            history.known_ids = np.concatenate([history.known_ids, new_labels])
-        events = frame[frame["kind"] == TX].sort_values(["ts", "transaction_id"], kind="stable")
-        if events.empty:
+            stored.known_ids = np.concatenate([stored.known_ids, new_labels])
+        if not is_tx.any():
             return
-        new_ts = events["ts"].to_numpy(np.int64)
-        new_ids = events["transaction_id"].to_numpy(np.int64)
-        new_values = (
-            events[list(self.plan.value_columns)].to_numpy(np.float64) if self.width else np.empty((len(events), 0))
-        )
-        merged, duplicate, features = window_features(self.plan, entity, history, new_ts, new_ids, new_values)
+        new_ts, new_ids = frame["ts"].to_numpy(np.int64)[is_tx], tx_ids[is_tx]
+        new_eids = frame["entity_id"].to_numpy(np.int64)[is_tx]
+        entities, dense = np.unique(np.concatenate([stored.eids, new_eids]), return_inverse=True)
+        composite = dense.astype(np.int64) * ENTITY_SHIFT + np.concatenate([stored.ts, new_ts])
+        old_time, new_time = composite[: len(stored.ts)], composite[len(stored.ts) :]
+        by_time = np.lexsort((stored.ids, old_time))
+        history = History(old_time[by_time], stored.ids[by_time], stored.values[by_time], stored.known_ids)
+        order = np.lexsort((new_ids, new_time))  # same-second ties by id, as the batch engine
+        new_time, new_ids, new_ts, new_eids = new_time[order], new_ids[order], new_ts[order], new_eids[order]
+        new_values = np.empty((len(new_ids), self.width))
+        for i, name in enumerate(self.plan.value_columns):
+            new_values[:, i] = frame[name].to_numpy(np.float64)[is_tx][order]
+        merged, duplicate, features = window_features(self.plan, entity, history, new_time, new_ids, new_values)
         keep = ~duplicate
-        if chunks + 1 > COMPACT_AFTER_CHUNKS:
-            compacted = compact(merged, retention_seconds=self.plan.retention_seconds)
-            self.events.put([(_pack(compacted.ts), _pack(compacted.ids), _pack(compacted.values))])
-            self.labels.put([(_pack(compacted.known_ids),)])
+        if stored.chunks + 1 > COMPACT_AFTER_CHUNKS:
+            self._compact(merged, entities)
         elif keep.any():
-            self.events.appendValue((_pack(new_ts[keep]), _pack(new_ids[keep]), _pack(new_values[keep])))
+            self.events.appendValue(
+                (_pack(new_ts[keep]), _pack(new_ids[keep]), _pack(new_eids[keep]), _pack(new_values[keep]))
+            )
         if emit:
-            head = events[["transaction_id", "entity_id", "ts", *KAFKA_COLUMNS, *self.plan.value_columns]]
-            head = head.reset_index(drop=True)
-            head.insert(1, "entity", entity)
-            head.insert(3, "status", np.where(duplicate, DUPLICATE, OK))
-            yield pd.concat([head, pd.DataFrame(features, columns=list(self.plan.feature_names))], axis=1)
+            columns: dict[str, Any] = {
+                "transaction_id": new_ids,
+                "entity": np.full(len(new_ids), entity, dtype=object),
+                "entity_id": new_eids,
+                "status": np.where(duplicate, DUPLICATE, OK).astype(object),
+                "ts": new_ts,
+            }
+            for name in KAFKA_COLUMNS:
+                columns[name] = frame[name].to_numpy()[is_tx][order]
+            for i, name in enumerate(self.plan.value_columns):
+                columns[name] = new_values[:, i]
+            for i, name in enumerate(self.plan.feature_names):
+                columns[name] = features[:, i]
+            yield pd.DataFrame(columns, copy=False)
+
+    def _compact(self, merged: History, entities: np.ndarray) -> None:
+        """Rewrite the bucket as one chunk without the events older than the retention, per entity."""
+        dense, ts = np.divmod(merged.ts, ENTITY_SHIFT)
+        newest = np.full(len(entities), np.iinfo(np.int64).min)
+        np.maximum.at(newest, dense, ts)
+        keep = ts > newest[dense] - self.plan.retention_seconds
+        dropped = merged.ids[~keep]
+        known = merged.known_ids[~np.isin(merged.known_ids, dropped)]  # pending labels (no event yet) stay
+        eids = entities[dense]
+        self.events.put([(_pack(ts[keep]), _pack(merged.ids[keep]), _pack(eids[keep]), _pack(merged.values[keep]))])
+        self.labels.put([(_pack(known),)])
 
     def close(self) -> None:
         """Nothing to release."""

@@ -3,7 +3,7 @@
 Two queries share one Spark application:
 
 - ``<query>``: valid transactions and chargebacks go through one stateful operator (online_features), keyed by
-  (entity, entity_id); each micro-batch is then written by ``BatchWriter``: features joined per transaction,
+  (entity, bucket of entity ids); each micro-batch is then written by ``BatchWriter``: features joined per transaction,
   scored with the current model, appended to gold.stream_scores with Delta's idempotent-write options
   (txnAppId = query name, txnVersion = batch id), so a batch re-run after a crash writes nothing twice;
   duplicates and late events go to the dead-letter table, alerts to Kafka, one metrics row to gold.stream_metrics;
@@ -16,11 +16,12 @@ alerts again; the Kafka key is the transaction id, so a consumer de-duplicates o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from lakestream.quality import rules
 from lakestream.streaming.online_features import DUPLICATE, LABEL, OK, TX, OnlineFeatureProcessor, OnlinePlan
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, GroupedData, SparkSession
     from pyspark.sql.streaming import StreamingQuery
     from pyspark.sql.types import StructType
 
@@ -270,9 +271,13 @@ def operator_input(valid: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> 
 
 
 def online_features(rows: DataFrame, plan: OnlinePlan, initial_state: DataFrame | None = None) -> DataFrame:
-    """The stateful operator: per (entity, entity_id), append-only state with TTL, RocksDB state store."""
-    initial = initial_state.groupBy("entity", "entity_id") if initial_state is not None else None
-    return rows.groupBy("entity", "entity_id").transformWithStateInPandas(
+    """The stateful operator: per (entity, bucket of entity ids), append-only state with TTL, RocksDB state store."""
+
+    def by_bucket(frame: DataFrame) -> GroupedData:
+        return frame.withColumn("bucket", F.pmod(F.col("entity_id"), F.lit(plan.buckets))).groupBy("entity", "bucket")
+
+    initial = by_bucket(initial_state) if initial_state is not None else None
+    return by_bucket(rows).transformWithStateInPandas(
         statefulProcessor=OnlineFeatureProcessor(plan),
         outputStructType=plan.output_schema(),
         outputMode="Append",
@@ -397,14 +402,18 @@ class BatchWriter:
     high_water: dict[int, int] | None = None  # Kafka partition -> newest event second scored (lateness reference)
     state_rows: int | None = None  # from the latest query progress, set by the driver loop
     batches: int = 0
+    steps: dict[str, int] = field(default_factory=dict)  # ms per step of the current batch
 
     def __call__(self, out: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (re-runs of a batch id write nothing twice)."""
         started = dt.datetime.now(dt.UTC)
         model = self.models.current()
         out = out.persist()
+        self.steps = {}
         try:
-            if out.isEmpty():
+            with self._step("features"):
+                empty = out.isEmpty()  # runs the stateful operator once; the steps below read the cached rows
+            if empty:
                 return
             self._write(out, batch_id, model, started)
         finally:
@@ -426,13 +435,17 @@ class BatchWriter:
                 on_time, spec=self.spec, model=model, config=config, batch_id=batch_id
             ).persist()
             try:
-                _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
-                rejected = _rejected_rows(out, transactions, primary=primary, query=app_id)
-                if not rejected.isEmpty():
-                    _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
-                alerts = send_alerts(scored, config)
+                with self._step("scores"):
+                    _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
+                with self._step("rejected"):
+                    rejected = _rejected_rows(out, transactions, primary=primary, query=app_id)
+                    if not rejected.isEmpty():
+                        _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
+                with self._step("alerts"):
+                    alerts = send_alerts(scored, config)
                 finished = dt.datetime.now(dt.UTC)
-                stats = _batch_stats(scored, transactions, out, primary, finished)
+                with self._step("stats"):
+                    stats = _batch_stats(scored, transactions, out, primary, finished)
             finally:
                 scored.unpersist()
         finally:
@@ -459,15 +472,17 @@ class BatchWriter:
             "feature_set": self.spec.name,
         }
         spark = out.sparkSession
-        _append(
-            spark.createDataFrame([metrics], schema=metrics_schema()),
-            metrics_path(config),
-            f"{app_id}-metrics",
-            batch_id,
-        )
+        with self._step("metrics"):
+            _append(
+                spark.createDataFrame([metrics], schema=metrics_schema()),
+                metrics_path(config),
+                f"{app_id}-metrics",
+                batch_id,
+            )
         self.batches += 1
         logger.info(
-            "batch %d: %d scored (%d duplicates, %d late, %d alerts) with %s v%s in %d ms; latency p50 %s ms p99 %s ms",
+            "batch %d: %d scored (%d duplicates, %d late, %d alerts) with %s v%s in %d ms; latency p50 %s ms p99 %s ms"
+            " (ms per step: %s)",
             batch_id,
             stats["scored"],
             stats["duplicates"],
@@ -478,7 +493,17 @@ class BatchWriter:
             metrics["duration_ms"],
             stats["p50"],
             stats["p99"],
+            ", ".join(f"{name} {ms}" for name, ms in self.steps.items()),
         )
+
+    @contextlib.contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        """Time one step of the batch (logged with the batch, to see where the time goes)."""
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[name] = round((time.perf_counter() - begin) * 1000)
 
 
 def metrics_schema() -> StructType:
@@ -727,7 +752,9 @@ def start_stream(
             f"streaming.feature_set is {streaming.feature_set} but the {streaming.model_alias} model uses "
             f"{spec.name}; promote a {streaming.feature_set} model or unset streaming.feature_set"
         )
-    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=streaming.allowed_lateness_seconds)
+    plan = OnlinePlan.from_spec(
+        spec, allowed_lateness_seconds=streaming.allowed_lateness_seconds, buckets=streaming.state_buckets
+    )
     spark.conf.set("spark.sql.shuffle.partitions", str(streaming.shuffle_partitions))
     # no empty micro-batches: state TTL is enforced in data batches, and availableNow runs end when drained
     spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
