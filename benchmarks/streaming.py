@@ -330,6 +330,10 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
     def produce() -> None:
         # a few events first: the stream's first micro-batch also loads the bootstrap state (tens of seconds);
         # latency is measured on the paced events sent once that batch has committed
+        started = time.monotonic() + 300
+        while time.monotonic() < started and run.streaming.query_name not in {q.name for q in spark.streams.active}:
+            time.sleep(1)
+        time.sleep(10)  # the query resolves its "latest" starting offsets first: events before that are not read
         producer = build_producer(run.kafka, linger_ms=1)
         for key, payload in warmup:
             producer.send(run.kafka.topics.transactions.name, value=payload, key=key)

@@ -213,6 +213,11 @@ STREAM_QUERIES = {
     "stream: dead-letter reasons": """
         SELECT reason, count(*) AS records, min(detail) AS example
         FROM quarantine.stream_dead_letter GROUP BY reason ORDER BY records DESC""",
+    "stream vs batch: the same transactions scored by the same champion": """
+        SELECT count(*) AS transactions, max(abs(s.score - b.score)) AS max_score_difference,
+               sum(CASE WHEN s.decision <> b.decision THEN 1 ELSE 0 END) AS different_decisions
+        FROM gold.stream_scores s JOIN gold.scores b USING (transaction_id)
+        WHERE s.model_version = b.model_version""",
     "stream: micro-batches": """
         SELECT count(*) AS batches, sum(scored) AS scored, sum(alerts) AS alerts,
                percentile(latency_p50_ms, 0.5) AS median_p50_ms, max(latency_p99_ms) AS worst_p99_ms
@@ -249,9 +254,10 @@ def _demo_stream(config: LakestreamConfig, *, start: dt.date, say: Callable[[str
             if rows >= sent.get("transactions", 0):
                 scored = rows
                 break
+            latest = latest_metrics(config)
+            progress = f"last batch {latest['batch_id']}" if latest else "first batch running (it loads the state)"
+            say(f"    ... {rows} scored so far ({progress})")
             time.sleep(5)
-            latest = latest_metrics(config) or {}
-            say(f"    ... {rows} scored so far (batch {latest.get('batch_id', '-')})")
     finally:
         stop_stream_service(config)
     spark = build_spark_session(config, "demo-stream-sql", register_tables=True)

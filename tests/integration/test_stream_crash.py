@@ -127,7 +127,7 @@ def test_kill_dash_nine_during_a_replay_of_200k_events(
     write_simulated_silver(spark, lake, SimulationParams(n_customers=5000, n_terminals=10000, nb_days=58))
     config = stream_config(lake.model_copy(update={"kafka": kafka_broker.kafka}), "crash_long")
     config = config.model_copy(
-        update={"streaming": config.streaming.model_copy(update={"max_offsets_per_trigger": 40_000})}
+        update={"streaming": config.streaming.model_copy(update={"max_offsets_per_trigger": 25_000})}
     )
     # trained on the small lake's gold features, registered under this stream's model name
     train_champion(spark, training_lake.config.model_copy(update={"mlflow": config.mlflow}))
