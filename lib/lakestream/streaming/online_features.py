@@ -245,13 +245,20 @@ def _previous(  # noqa: PLR0917
     return result
 
 
-def compact(history: History, *, retention_seconds: int) -> History:
-    """Drop events older than the retention (relative to the newest event) and labels of dropped events."""
+def compact(history: History, *, retention_seconds: int, groups: np.ndarray | None = None) -> History:
+    """Drop events older than the retention, relative to the newest event of their group (of the whole history
+    when `groups` is None), and the labels of dropped events; pending labels (no event yet) stay."""
     if not history.ts.size:
         return history
-    keep = history.ts > history.ts[-1] - retention_seconds
+    if groups is None:
+        newest = history.ts[-1]
+    else:
+        latest = np.full(int(groups.max()) + 1, np.iinfo(np.int64).min)
+        np.maximum.at(latest, groups, history.ts)
+        newest = latest[groups]
+    keep = history.ts > newest - retention_seconds
     dropped = history.ids[~keep]
-    known = history.known_ids[~np.isin(history.known_ids, dropped)]  # pending labels (no event yet) stay
+    known = history.known_ids[~np.isin(history.known_ids, dropped)]
     return History(history.ts[keep], history.ids[keep], history.values[keep], known)
 
 
@@ -382,15 +389,11 @@ class OnlineFeatureProcessor(StatefulProcessor):
 
     def _compact(self, merged: History, entities: np.ndarray) -> None:
         """Rewrite the bucket as one chunk without the events older than the retention, per entity."""
-        dense, ts = np.divmod(merged.ts, ENTITY_SHIFT)
-        newest = np.full(len(entities), np.iinfo(np.int64).min)
-        np.maximum.at(newest, dense, ts)
-        keep = ts > newest[dense] - self.plan.retention_seconds
-        dropped = merged.ids[~keep]
-        known = merged.known_ids[~np.isin(merged.known_ids, dropped)]  # pending labels (no event yet) stay
-        eids = entities[dense]
-        self.events.put([(_pack(ts[keep]), _pack(merged.ids[keep]), _pack(eids[keep]), _pack(merged.values[keep]))])
-        self.labels.put([(_pack(known),)])
+        # within one entity, composite times differ exactly as event seconds do
+        kept = compact(merged, retention_seconds=self.plan.retention_seconds, groups=merged.ts // ENTITY_SHIFT)
+        dense, ts = np.divmod(kept.ts, ENTITY_SHIFT)
+        self.events.put([(_pack(ts), _pack(kept.ids), _pack(entities[dense]), _pack(kept.values))])
+        self.labels.put([(_pack(kept.known_ids),)])
 
     def close(self) -> None:
         """Nothing to release."""
