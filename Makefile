@@ -10,8 +10,8 @@ DEPS_HASH := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | 
 VENV_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup jars demo test test-long test-fast lint format lock kafka-start kafka-stop kafka-status \
-        mlflow-ui mlflow-stop airflow airflow-stop stop clean
+.PHONY: help setup jars browser demo test test-long test-fast lint format lock kafka-start kafka-stop kafka-status \
+        mlflow-ui mlflow-stop airflow airflow-stop dashboard dashboard-stop stop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,10 +31,19 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 jars: $(VENV_STAMP)  ## resolve Delta, the Spark Kafka connector and the Kafka broker jars with Maven
 	@$(BIN)/lakestream setup jars
 
+browser:  ## Debian's Chromium, which the dashboard's browser test drives headless (installed once)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "==> installing Debian's chromium (the dashboard test opens the page in it, headless)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	    echo "error: chromium is missing and this user cannot install it; run: apt-get install chromium"; exit 1; fi; \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q chromium >/dev/null; } || \
+	    { echo "error: could not install chromium with apt-get (see above); install it and re-run"; exit 1; }; }
+
 demo: setup  ## set up, start the local stack and run the end-to-end demo
 	@$(BIN)/lakestream demo
 
-test: setup  ## run the whole test suite (unit, integration, dags, e2e) against real components
+test: setup browser  ## run the whole test suite (unit, integration, dags, e2e) against real components
 	@$(BIN)/python -m pytest -m "not long" $(PYTEST_ARGS)
 
 test-long: setup  ## the full-size variants left out of make test (200k-event stream crash test: ~10 min)
@@ -74,8 +83,14 @@ airflow: setup  ## start Airflow standalone (UI on http://127.0.0.1:8080, SQLite
 airflow-stop:  ## stop Airflow standalone
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream airflow stop || true
 
+dashboard: setup  ## serve the monitoring dashboard (http://127.0.0.1:8050) in the background
+	@$(BIN)/lakestream dashboard start
+
+dashboard-stop:
+	@test -x $(BIN)/lakestream && $(BIN)/lakestream dashboard stop || true
+
 stop:  ## stop everything the project started (Airflow, broker, MLflow server, stream, cluster)
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream stop || true
 
 clean: stop  ## remove all local state (var/); keeps .venv and .jars
-	rm -rf var spark-warehouse metastore_db derby.log
+	rm -rf var spark-warehouse metastore_db derby.log test-artifacts

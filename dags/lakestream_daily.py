@@ -3,16 +3,18 @@
 One run per UTC day (data interval [day, day + 1)). Each Spark task rebuilds the run's day and the
 `quality.allowed_lateness_days` days before it (late events can still change those), replacing exactly those
 partitions, so retries, re-runs and `airflow backfill create` give the same tables. Scoring is skipped (task
-succeeds, summary says "skipped") until a champion model exists.
+succeeds, summary says "skipped") until a champion model exists. A manual run with conf
+`{"start": "2018-04-01", "end": "2018-06-30"}` builds that range of days in one run (an initial load).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from lakestream.orchestration.airflow import (
     LAKESTREAM_MACROS,
+    RANGE_PARAMS_DOC,
     LakestreamSparkSubmitOperator,
     day_range_args,
     default_task_args,
@@ -26,6 +28,10 @@ with DAG(
     catchup=False,  # history is rebuilt on purpose with `airflow backfill create`, never on unpause
     max_active_runs=1,  # days build on the previous days' silver (feature look-back, label checks)
     user_defined_macros=LAKESTREAM_MACROS,
+    params={
+        "start": Param(None, type=["null", "string"], format="date", description=RANGE_PARAMS_DOC),
+        "end": Param(None, type=["null", "string"], format="date", description=RANGE_PARAMS_DOC),
+    },
     default_args=default_task_args(retries=2, timeout_minutes=60),
     tags=["lakestream", "batch", "daily"],
     doc_md=__doc__,

@@ -25,9 +25,15 @@ with DAG(
     catchup=False,
     max_active_runs=1,  # promotions must not race on the champion alias
     user_defined_macros=LAKESTREAM_MACROS,
-    params={"as_of": Param(None, type=["null", "string"], format="date", description="newest day to train on")},
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date", description="newest day to train on"),
+        "trials": Param(0, type="integer", minimum=0, description="Optuna trials (0: no tuning)"),
+    },
     default_args=default_task_args(retries=1, timeout_minutes=60),
     tags=["lakestream", "training", "monitoring"],
     doc_md=__doc__,
 ):
-    train_and_promote(as_of="{{ lakestream_retraining_as_of(params, triggering_asset_events) }}")
+    train_and_promote(
+        as_of="{{ lakestream_retraining_as_of(params, triggering_asset_events) }}",
+        train_args=["--trials", "{{ params.trials }}"],
+    )

@@ -19,7 +19,9 @@ from dataclasses import asdict
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, build the features, print a JSON summary."""
     parser = argparse.ArgumentParser(prog="build_features", description=__doc__.splitlines()[0])
-    parser.add_argument("--feature-set", default="fraud_v1", help="conf/features/<name>.yaml (default fraud_v1)")
+    parser.add_argument(
+        "--feature-set", help="conf/features/<name>.yaml (default: training.feature_set, the set models train on)"
+    )
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first event day (YYYY-MM-DD)")
     parser.add_argument("--end", type=dt.date.fromisoformat, help="last event day, inclusive (default: --start)")
     parser.add_argument("--env", help="configuration environment (default $LAKESTREAM_ENV or local)")
@@ -36,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         config = load_config(args.env)
-        spec = load_feature_set(feature_set_path(config.home / "conf" / "features", args.feature_set))
+        name = args.feature_set or config.training.feature_set
+        spec = load_feature_set(feature_set_path(config.home / "conf" / "features", name))
         spark = build_spark_session(config, f"build-features-{spec.name}")
         try:
             result = build_feature_table(spark, config, spec, start=args.start, end=args.end or args.start)

@@ -86,9 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["new_fraud_pattern", "spending_shift"],
         default="new_fraud_pattern",
         help="new_fraud_pattern: each day 2 terminals drained at night (01-05h) by 30 small payments from "
-        "random cards, labelled fraud scenario 4; spending_shift: 20%% of the customers spend twice as much "
-        "(labels unchanged)",
+        "stolen card numbers (one payment each), labelled fraud scenario 4; spending_shift: 20%% of the "
+        "customers spend twice as much (labels unchanged); the --drift-* options below set how strong",
     )
+    anomalies.add_argument(
+        "--drift-terminals-per-day", type=int, default=2, help="new_fraud_pattern: terminals drained per day (2)"
+    )
+    anomalies.add_argument(
+        "--drift-transactions-per-terminal",
+        type=int,
+        default=30,
+        help="new_fraud_pattern: night payments per drained terminal (30)",
+    )
+    anomalies.add_argument(
+        "--drift-customer-share", type=_share, default=0.2, help="spending_shift: share of the customers (0.2)"
+    )
+    anomalies.add_argument("--drift-factor", type=float, default=2.0, help="spending_shift: spending factor (2.0)")
     parser.add_argument("--env", help="configuration environment (default $LAKESTREAM_ENV or local)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -104,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lakestream.config.models import SimulationConfig
     from lakestream.errors import LakestreamError
     from lakestream.logs import configure_logging
+    from lakestream.simulate.anomalies import DriftIntensity
     from lakestream.simulate.landing import AnomalyOptions, land_simulation
     from lakestream.simulate.spark_simulator import build_simulation_params
     from lakestream.spark import build_spark_session
@@ -133,6 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             out_of_order=args.out_of_order,
             drift_from_day=args.drift_from_day,
             drift_kind=args.drift_kind,
+            drift_intensity=DriftIntensity(
+                terminals_per_day=args.drift_terminals_per_day,
+                transactions_per_terminal=args.drift_transactions_per_terminal,
+                customer_share=args.drift_customer_share,
+                factor=args.drift_factor,
+            ),
         )
         params = build_simulation_params(simulation)
         logger.info("simulating %s with %s", params, anomalies)

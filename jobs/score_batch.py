@@ -15,16 +15,14 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import date
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the job: one day or an inclusive range of days."""
+    from lakestream.entrypoint import add_day_range_arguments
+
     parser = argparse.ArgumentParser(prog="score_batch", description=__doc__.splitlines()[0])
-    days = parser.add_mutually_exclusive_group(required=True)
-    days.add_argument("--date", type=date.fromisoformat, help="the day to score, YYYY-MM-DD")
-    days.add_argument("--start", type=date.fromisoformat, help="first day of a range (with --end)")
-    parser.add_argument("--end", type=date.fromisoformat, help="last day of the range, inclusive")
+    add_day_range_arguments(parser, verb="score")
     parser.add_argument("--model", default="champion", help="alias or version number (default: champion)")
     parser.add_argument(
         "--skip-if-no-model",
@@ -39,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Score the days and print the summary."""
+    from lakestream.entrypoint import resolve_day_range
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.start is not None and args.end is None:
-        parser.error("--start needs --end")
-    start, end = (args.date, args.date) if args.date is not None else (args.start, args.end)
+    start, end = resolve_day_range(parser, args)
 
     from mlflow import MlflowClient
 

@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "window (instead of --train-start / --train-end / --test-start)",
     )
     parser.add_argument("--tune", action="store_true", help="Optuna search over the prequential validation folds")
-    parser.add_argument("--trials", type=int, help="tuning trials (default: training.tuning.n_trials)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="tuning trials (default: training.tuning.n_trials); a positive number implies --tune, 0 means no tuning",
+    )
     parser.add_argument(
         "--prequential-estimate",
         action="store_true",
@@ -114,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             feature_set=args.feature_set or config.training.feature_set,
             mode=MODES[args.mode] if args.mode else config.training.mode,
             split=split,
-            tune=args.tune,
-            n_trials=args.trials,
+            tune=args.trials > 0 if args.trials is not None else args.tune,
+            n_trials=args.trials or None,
             prequential_estimate=args.prequential_estimate,
             register=not args.no_register,
             params=params,

@@ -14,10 +14,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import LakestreamError
 from lakestream.logs import configure_logging
+
+if TYPE_CHECKING:
+    from lakestream.platform.process import ServiceStatus
 
 logger = logging.getLogger("lakestream")
 
@@ -71,37 +75,73 @@ def _cmd_kafka(args: argparse.Namespace, config: LakestreamConfig) -> int:
     return 0
 
 
+def _service_action(
+    action: str,
+    name: str,
+    *,
+    start: Callable[[], ServiceStatus],
+    stop: Callable[[], bool],
+    status: Callable[[], ServiceStatus],
+    started_note: Callable[[ServiceStatus], str],
+    status_note: str = "",
+) -> int:
+    """start | stop | status of a pid-file-managed service; status exits 3 when it is not running."""
+    if action == "start":
+        current = start()
+        print(current.describe())
+        print(started_note(current))
+    elif action == "stop":
+        print(f"{name}: stopped" if stop() else f"{name}: was not running")
+    else:
+        current = status()
+        print(current.describe())
+        if status_note:
+            print(status_note)
+        return 0 if current.running else 3
+    return 0
+
+
 def _cmd_mlflow(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.registry.tracking import mlflow_server_service, start_mlflow_server, stop_mlflow_server
 
-    if args.action == "start":
-        status = start_mlflow_server(config)
-        print(status.describe())
-        print(f"MLflow UI: http://{config.mlflow.server.host}:{config.mlflow.server.port}")
-    elif args.action == "stop":
-        print("mlflow: stopped" if stop_mlflow_server(config) else "mlflow: was not running")
-    else:
-        status = mlflow_server_service(config).status()
-        print(status.describe())
-        print(f"tracking store: {config.tracking_uri}")
-        return 0 if status.running else 3
-    return 0
+    server = config.mlflow.server
+    return _service_action(
+        args.action,
+        "mlflow",
+        start=lambda: start_mlflow_server(config),
+        stop=lambda: stop_mlflow_server(config),
+        status=lambda: mlflow_server_service(config).status(),
+        started_note=lambda _: f"MLflow UI: http://{server.host}:{server.port}",
+        status_note=f"tracking store: {config.tracking_uri}",
+    )
 
 
 def _cmd_airflow(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.orchestration.airflow_server import airflow_home, airflow_service, start_airflow, stop_airflow
 
-    if args.action == "start":
-        status = start_airflow(config, port=args.port)
-        print(status.describe())
-        print(f"Airflow UI: http://{status.address} (DAGs start paused; AIRFLOW_HOME={airflow_home(config)})")
-    elif args.action == "stop":
-        print("airflow: stopped" if stop_airflow(config, port=args.port) else "airflow: was not running")
-    else:
-        status = airflow_service(config, port=args.port).status()
-        print(status.describe())
-        return 0 if status.running else 3
-    return 0
+    return _service_action(
+        args.action,
+        "airflow",
+        start=lambda: start_airflow(config, port=args.port),
+        stop=lambda: stop_airflow(config, port=args.port),
+        status=lambda: airflow_service(config, port=args.port).status(),
+        started_note=lambda status: (
+            f"Airflow UI: http://{status.address} (DAGs start paused; AIRFLOW_HOME={airflow_home(config)})"
+        ),
+    )
+
+
+def _cmd_dashboard(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.monitoring.dashboard import dashboard_service, dashboard_url, start_dashboard, stop_dashboard
+
+    return _service_action(
+        args.action,
+        "dashboard",
+        start=lambda: start_dashboard(config),
+        stop=lambda: stop_dashboard(config),
+        status=lambda: dashboard_service(config).status(),
+        started_note=lambda _: f"dashboard: {dashboard_url(config)}",
+    )
 
 
 def _cmd_submit(args: argparse.Namespace, config: LakestreamConfig) -> int:
@@ -203,6 +243,7 @@ def _cmd_stream(args: argparse.Namespace, config: LakestreamConfig) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.monitoring.dashboard import stop_dashboard
     from lakestream.orchestration.airflow_server import stop_airflow
     from lakestream.platform.kafka_broker import stop_broker
     from lakestream.registry.tracking import stop_mlflow_server
@@ -211,6 +252,7 @@ def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
     # Airflow first: its tasks submit jobs to the services stopped after it.
     services = (
         ("airflow", stop_airflow),
+        ("dashboard", stop_dashboard),
         ("stream", stop_stream_service),
         ("mlflow", stop_mlflow_server),
         ("kafka", stop_broker),
@@ -221,8 +263,10 @@ def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, config: LakestreamConfig) -> int:
-    from lakestream.demo import run_demo
+    from lakestream.demo import DEMO_ENV, demo_config, run_demo
 
+    if config.env != DEMO_ENV:
+        config = demo_config()  # the demo always runs in its own environment (conf/demo.yaml, var/demo)
     return run_demo(config, full=args.full)
 
 
@@ -281,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     airflow.add_argument("action", choices=["start", "stop", "status"])
     airflow.add_argument("--port", type=int, default=8080, help="UI / API port on 127.0.0.1 (default 8080)")
     airflow.set_defaults(handler=_cmd_airflow)
+
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="the monitoring dashboard (FastAPI over the Delta tables, no JVM) in the background",
+        description="Live alert feed, scores per minute, models in service, drift, label-delayed performance and "
+        "dead-letter / quarantine reasons, on http://127.0.0.1:8050 (monitoring.dashboard in configuration).",
+    )
+    dashboard.add_argument("action", choices=["start", "stop", "status"])
+    dashboard.set_defaults(handler=_cmd_dashboard)
 
     submit = sub.add_parser(
         "submit",
@@ -362,7 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     stream.set_defaults(handler=_cmd_stream)
 
     sub.add_parser("stop", help="stop every local service the project started").set_defaults(handler=_cmd_stop)
-    demo = sub.add_parser("demo", help="run the end-to-end demo on the local stack")
+    demo = sub.add_parser(
+        "demo",
+        help="run the end-to-end demo on the local stack (environment `demo`, state in var/demo, ~20 min)",
+        description="Starts Kafka, MLflow, Airflow and the dashboard, simulates transactions with a fraud wave, runs "
+        "the batch pipeline and training through Airflow, scores a replay in the stream, and lets monitoring "
+        "trigger a retraining that the stream hot-swaps to. Every run starts from a clean var/demo.",
+    )
     demo.add_argument("--full", action="store_true", help="simulate the book's full dataset (slower)")
     demo.set_defaults(handler=_cmd_demo)
     return parser

@@ -1,16 +1,29 @@
-"""`make demo`: start the local stack and run the pipeline through it, with progress and a summary.
+"""`make demo`: the whole system on one machine, from a clean state, with progress and a summary of figures.
 
-Every stage is a real `spark-submit` of a `jobs/` entry point (what Airflow runs), on the local stack:
-simulate -> land -> bronze -> silver (+ quarantine) -> gold features -> profile report -> SQL by name ->
-Kafka round trip through Structured Streaming. The default size keeps it to a few minutes on 2 cores;
-`lakestream demo --full` runs the book's full dataset.
+It runs in its own environment (``conf/demo.yaml``, state under ``var/demo``; every run starts from a clean
+state) on the local stack the project starts itself:
+
+1. the stack: Kafka broker (KRaft), MLflow server, Airflow standalone (scheduler, UI), the dashboard;
+2. simulation of the book's generator (1,000 customers x 125 days by default; ``--full``: the book's size) with
+   bad records, duplicates, late events and, from a given day, a new fraud pattern (card testing at night);
+3. the batch half **through Airflow**: a range run of ``lakestream_daily`` (ingest -> clean with quarantine ->
+   fraud_v2 features -> scoring -> data profile) and a run of ``lakestream_training`` (short Optuna tuning,
+   train, evaluate, gate, promote the first champion), both recorded in Airflow;
+4. the scoring stream (state warmed from silver) while the days around the drift are replayed through Kafka
+   with malformed records;
+5. ``lakestream_monitoring`` on the drift's first day flags it; on the following weeks it asks for a retraining,
+   which the scheduler runs (``lakestream_retraining``, triggered by the asset event); the new champion passes the
+   gate and the running stream hot-swaps to it; later days are scored by it and their label-delayed performance
+   is measured;
+6. a summary: figures of every stage, where to look (SQL, MLflow, Airflow, dashboard, report). The services keep
+   running for a look around; ``make stop`` stops them, ``make clean`` removes all state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,273 +32,441 @@ from typing import Any
 
 from lakestream.config.models import LakestreamConfig
 from lakestream.errors import LakestreamError
-from lakestream.platform.kafka_broker import start_broker
-from lakestream.spark import build_spark_session, build_submit_command, submit_environment
 
-logger = logging.getLogger(__name__)
-
-DEMO_QUERIES = {
-    "fraud rate per day (last 5 labelled days)": """
-        SELECT t.tx_date, count(*) AS transactions, count(l.transaction_id) AS frauds,
-               round(count(l.transaction_id) / count(*), 4) AS fraud_rate
-        FROM silver.transactions t
-        LEFT JOIN (SELECT DISTINCT transaction_id FROM silver.fraud_labels WHERE tx_fraud = 1) l
-          ON t.transaction_id = l.transaction_id
-        GROUP BY t.tx_date ORDER BY t.tx_date DESC LIMIT 5""",
-    "top risky terminals": """
-        SELECT t.terminal_id, count(*) AS transactions, count(l.transaction_id) AS frauds
-        FROM silver.transactions t
-        JOIN (SELECT DISTINCT transaction_id FROM silver.fraud_labels WHERE tx_fraud = 1) l
-          ON t.transaction_id = l.transaction_id
-        GROUP BY t.terminal_id ORDER BY frauds DESC, t.terminal_id LIMIT 5""",
-    "scores and decisions of the batch-scored days": """
-        SELECT tx_date, decision, count(*) AS transactions, round(avg(score), 4) AS mean_score,
-               max(model_version) AS model_version
-        FROM gold.scores GROUP BY tx_date, decision ORDER BY tx_date, decision LIMIT 12""",
-    "quarantine reasons": """
+DEMO_ENV = "demo"
+SQL_QUERIES = {
+    "quarantine reasons of the batch path": """
         SELECT kind, rule, count(*) AS records
         FROM quarantine.records LATERAL VIEW explode(rules) broken AS rule
-        GROUP BY kind, rule ORDER BY records DESC""",
-    "bronze = silver + quarantine + duplicates (audit)": """
-        SELECT stage, kind, sum(input_rows) AS input, sum(silver_rows) AS silver,
-               sum(quarantined_rows) AS quarantined, sum(duplicate_rows) AS duplicates
-        FROM quality.ingest_audit GROUP BY stage, kind ORDER BY stage, kind""",
+        GROUP BY kind, rule ORDER BY records DESC LIMIT 8""",
+    "stream decisions per model version": """
+        SELECT model_version, decision, count(*) AS transactions, round(avg(score), 4) AS mean_score
+        FROM gold.stream_scores GROUP BY model_version, decision ORDER BY model_version, decision""",
+    "stream dead letters": """
+        SELECT reason, count(*) AS records FROM quarantine.stream_dead_letter GROUP BY reason ORDER BY records DESC""",
+    "monitoring alerts per rule": """
+        SELECT rule, model_version, count(*) AS windows, min(since) AS since, round(max(excess), 4) AS worst_excess
+        FROM monitoring.alerts GROUP BY rule, model_version ORDER BY since""",
 }
 
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How much data the demo simulates."""
+    """How much data the demo simulates, and when the drift starts (day index)."""
 
     customers: int
     terminals: int
     days: int
+    drift_day: int
+    drift_terminals_per_day: int
+    drift_transactions_per_terminal: int
     start: dt.date = dt.date(2018, 4, 1)
+
+    def day(self, index: int) -> dt.date:
+        """The calendar day of a day index."""
+        return self.start + dt.timedelta(days=index)
 
     @property
     def end(self) -> dt.date:
         """Last simulated day."""
-        return self.start + dt.timedelta(days=self.days - 1)
+        return self.day(self.days - 1)
 
 
-QUICK = DemoSize(customers=1000, terminals=2000, days=60)
-FULL = DemoSize(customers=5000, terminals=10000, days=183)
+# fraud_v2's longest window is 60 days + the 7-day label delay: the first champion trains after that warm-up,
+# the drift starts a few days later, and the simulation runs long enough for the retraining and its labels.
+QUICK = DemoSize(1000, 2000, 125, 92, 4, 40)
+FULL = DemoSize(5000, 10000, 183, 150, 4, 40)
 
 
-def _run_job(config: LakestreamConfig, script: str, *args: str) -> dict[str, Any]:
-    command = build_submit_command(config, config.home / script, args)
-    result = subprocess.run(command, env=submit_environment(config), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise LakestreamError(
-            f"{script} failed with exit code {result.returncode}:\n{result.stderr[-3000:]}\n"
-            f"re-run it alone with `lakestream submit {script} {' '.join(args)}` to investigate"
-        )
-    last = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    return json.loads(last[-1]) if last else {}
+class Stage:
+    """Progress lines and the summary of the demo's stages."""
+
+    def __init__(self, say: Callable[[str], None], total: int) -> None:
+        self.say, self.total, self.index = say, total, 0
+        self.started = time.monotonic()
+        self.clock = time.monotonic()
+        self.summary: list[tuple[str, str]] = []
+
+    def begin(self, title: str) -> None:
+        """Announce the next stage."""
+        self.index += 1
+        self.clock = time.monotonic()
+        self.say(f"\n==> {self.index}/{self.total} {title}")
+
+    def note(self, text: str) -> None:
+        """A progress line."""
+        self.say(f"    {text}")
+
+    def done(self, name: str, text: str) -> None:
+        """Close the stage with its figures (kept for the summary)."""
+        self.summary.append((name, f"{text} ({time.monotonic() - self.clock:.0f}s)"))
+        self.say(f"    {text}")
+
+
+def demo_config(*, overrides: dict[str, Any] | None = None) -> LakestreamConfig:
+    """The demo's configuration (conf/demo.yaml over base.yaml, then the environment)."""
+    from lakestream.config import load_config
+
+    return load_config(DEMO_ENV, overrides=overrides)
 
 
 def run_demo(config: LakestreamConfig, *, full: bool = False, say: Callable[[str], None] = print) -> int:
-    """Run every demo stage in order; print progress and a closing summary."""
+    """Run every stage in order; print progress and a closing summary. 0 on success."""
+    from lakestream.monitoring.dashboard import dashboard_url, start_dashboard
+    from lakestream.orchestration.airflow_server import run_dag_now, start_airflow, unpause_dag
+    from lakestream.platform.kafka_broker import start_broker
+    from lakestream.registry.tracking import start_mlflow_server
+
     size = FULL if full else QUICK
-    started = time.monotonic()
-    summary: list[tuple[str, str]] = []
-    clock = [time.monotonic()]
+    stage = Stage(say, 7)
+    _reset_state(config, say)
 
-    def stage(title: str) -> None:
-        clock[0] = time.monotonic()
-        say(f"\n==> {title}")
+    stage.begin("local stack: Kafka broker, MLflow server, Airflow standalone, dashboard")
+    broker = start_broker(config)
+    mlflow = start_mlflow_server(config)
+    airflow = start_airflow(config)
+    unpause_dag(config, "lakestream_retraining")  # the scheduler runs it when monitoring asks (asset event)
+    dashboard = start_dashboard(config)
+    stage.done(
+        "stack",
+        f"Kafka {broker.address}, MLflow {mlflow.address}, Airflow {airflow.address}, dashboard {dashboard.address}",
+    )
 
-    def done(name: str, text: str) -> None:
-        summary.append((name, f"{text} ({time.monotonic() - clock[0]:.0f}s)"))
-        say(f"    {text}")
-
-    stage("1/11 local stack: Kafka broker (KRaft, 127.0.0.1)")
-    status = start_broker(config)
-    done("kafka broker", f"{status.address}, pid {status.pid}")
-
-    stage(f"2/11 simulate {size.customers} customers x {size.terminals} terminals x {size.days} days and land them")
+    stage.begin(
+        f"simulate {size.customers:,} customers x {size.terminals:,} terminals x {size.days} days "
+        f"({size.start}..{size.end}); a new fraud pattern from {size.day(size.drift_day)}"
+    )
     sim = _run_job(
         config,
         "jobs/generate_transactions.py",
         *("--customers", str(size.customers), "--terminals", str(size.terminals), "--days", str(size.days)),
         *("--malformed-share", "0.001", "--duplicate-share", "0.001", "--late-share", "0.001"),
+        *("--drift-from-day", str(size.drift_day), "--drift-kind", "new_fraud_pattern"),
+        *("--drift-terminals-per-day", str(size.drift_terminals_per_day)),
+        *("--drift-transactions-per-terminal", str(size.drift_transactions_per_terminal)),
     )
-    done(
-        "simulated", f"{sim.get('transactions', '?')} transactions, {sim.get('frauds', '?')} frauds, anomalies injected"
-    )
+    stage.done("simulated", f"{sim.get('transactions'):,} transactions, {sim.get('frauds'):,} frauds, landed as files")
 
-    stage("3/11 bronze: ingest the landed files (incremental, exactly once)")
-    bronze = _run_job(config, "jobs/ingest_landed.py")
-    done("bronze", _compact(bronze))
-
-    stage("4/11 silver: clean, validate, deduplicate; bad records to quarantine")
-    lateness = config.quality.allowed_lateness_days
-    clean_tx = _run_job(
+    stage.begin("batch pipeline through Airflow: lakestream_daily over every day, then lakestream_training")
+    stage.note("lakestream_daily: ingest -> clean (quarantine) -> fraud_v2 features -> score -> profile")
+    run_dag_now(
         config,
-        "jobs/clean_transactions.py",
-        *("--start-date", size.start.isoformat(), "--end-date", (size.end + dt.timedelta(days=lateness)).isoformat()),
+        "lakestream_daily",
+        size.day(size.days).isoformat(),
+        conf={"start": size.start.isoformat(), "end": size.end.isoformat()},
     )
-    label_end = size.end + dt.timedelta(days=config.simulation.label_delay_days + lateness)
-    clean_labels = _run_job(
+    audit = _audit_counts(config)
+    stage.note(
+        f"bronze {audit['input']:,} lines -> silver {audit['silver']:,}, quarantine {audit['quarantined']:,}, "
+        f"duplicates {audit['duplicates']:,}"
+    )
+    first_as_of = size.day(size.drift_day - 2)
+    trials = config.training.tuning.n_trials
+    stage.note(f"lakestream_training as of {first_as_of}: {trials} Optuna trials, train, evaluate, gate, promote")
+    run_dag_now(
         config,
-        "jobs/clean_fraud_labels.py",
-        *("--start-date", size.start.isoformat(), "--end-date", label_end.isoformat()),
+        "lakestream_training",
+        first_as_of.isoformat(),
+        conf={"as_of": first_as_of.isoformat(), "trials": trials},
     )
-    done("silver", f"transactions {_compact(clean_tx)}; labels {_compact(clean_labels)}")
+    champion = _champion(config)
+    stage.done(
+        "batch (Airflow)",
+        f"daily: {audit['silver']:,} silver transactions, {audit['quarantined']:,} quarantined; training: champion "
+        f"v{champion['version']} ({champion['feature_set']}, test AP {champion['test_ap']}, "
+        f"AUC {champion['test_auc']})",
+    )
+    _print_book_comparison(config, champion, say)
 
-    stage("5/11 gold: fraud_v1 features (the book's 14), point-in-time correct")
-    features = _run_job(
+    warm = size.day(size.drift_day - 4)
+    phase_one_end = size.day(size.drift_day + 19)
+    phase_two_end = size.day(size.drift_day + 24)
+    stage.begin(f"real time: the scoring stream, state warmed from silver until {warm}; replay {warm}..{phase_one_end}")
+    scored_one = _stream_phase_one(config, warm=warm, end=phase_one_end, stage=stage)
+    stage.done("stream", scored_one)
+
+    drift = size.day(size.drift_day)
+    stage.begin("monitoring through Airflow: the drift's first day, then the weeks after it")
+    run_dag_now(
         config,
-        "jobs/build_features.py",
-        "--feature-set",
-        "fraud_v1",
-        "--start",
-        size.start.isoformat(),
-        "--end",
-        size.end.isoformat(),
+        "lakestream_monitoring",
+        f"{drift + dt.timedelta(days=1)}T00:15:00+00:00",
+        conf={"day": drift.isoformat()},
     )
-    done("gold features", f"{features.get('rows')} rows in {features.get('table')}")
-
-    train_start = size.start + dt.timedelta(days=size.days // 2 - 5)
-    test_start = train_start + dt.timedelta(days=14)
-    stage(f"6/11 train XGBoost on Spark (train {train_start} + 7 days, 7-day delay, test 7 days), track in MLflow")
-    trained = _run_job(
+    first_alerts = _alerts(config, window=drift)
+    for message in first_alerts[:4]:
+        stage.note(f"ALERT {message}")
+    known = {run["run_id"] for run in _retraining_runs(config)}
+    run_dag_now(
         config,
-        "jobs/train_model.py",
-        *("--feature-set", "fraud_v1", "--mode", "spark", "--train-start", train_start.isoformat()),
-        *("--train-days", "7", "--delay-days", "7", "--test-days", "7", "--run-name", "demo"),
+        "lakestream_monitoring",
+        f"{phase_one_end + dt.timedelta(days=1)}T00:15:00+00:00",
+        conf={"start": (drift + dt.timedelta(days=1)).isoformat(), "end": phase_one_end.isoformat()},
     )
-    done("training", _compact(trained))
+    decision = _latest_decision(config)
+    stage.note(f"retraining decision: {decision['reason']}")
+    stage.done(
+        "monitoring",
+        f"{len(first_alerts)} alert(s) on {drift} (the drift's first day); retraining requested as of "
+        f"{decision['as_of']}",
+    )
 
-    stage("7/11 promote: challenger -> champion if it beats the champion on the latest window")
-    promoted = _run_job(config, "jobs/promote_model.py")
-    done("promotion", _compact(promoted) if promoted else "decision recorded on the model version")
-
-    stage("8/11 batch scoring of the test days with the champion into gold.scores")
-    scored = _run_job(
+    stage.begin("closed loop: the scheduler runs lakestream_retraining; the stream hot-swaps to the new champion")
+    retrained = _wait_for_retraining(config, known=known, stage=stage)
+    scored_two = _stream_phase_two(config, start=phase_one_end + dt.timedelta(days=1), end=phase_two_end, stage=stage)
+    perf_start, perf_end = phase_two_end + dt.timedelta(days=3), phase_two_end + dt.timedelta(days=7)
+    run_dag_now(
         config,
-        "jobs/score_batch.py",
-        *("--start", test_start.isoformat(), "--end", (test_start + dt.timedelta(days=6)).isoformat()),
+        "lakestream_monitoring",
+        f"{perf_end + dt.timedelta(days=1)}T00:15:00+00:00",
+        conf={"start": perf_start.isoformat(), "end": perf_end.isoformat()},
     )
-    done("batch scores", _compact(scored))
+    recovery = _performance_recovery(
+        config, drift=drift, swap=phase_one_end, end=phase_two_end, old=champion["version"], new=retrained
+    )
+    stage.done(
+        "closed loop",
+        f"retrained v{retrained} promoted; {scored_two}; AP {recovery['ap_old']:.3f} -> {recovery['ap_new']:.3f}, "
+        f"CP@{recovery['k']} {recovery['cp_old']:.3f} -> {recovery['cp_new']:.3f}",
+    )
 
-    stage("9/11 exploration: data profile report (Spark aggregates, logged to MLflow)")
-    profile = _run_job(config, "jobs/profile_data.py", "--start", size.start.isoformat(), "--end", size.end.isoformat())
-    done("profile report", str(profile.get("report")))
+    stage.begin("the lake by table name (Spark SQL)")
+    _show_queries(config, say)
+    stage.done("sql", "queried quarantine, stream, dead-letter and monitoring tables by name")
 
-    stage("10/11 SQL over the lake by table name, and a Kafka round trip through Structured Streaming")
-    spark = build_spark_session(config, "demo-sql", register_tables=True)
-    try:
-        for title, query in DEMO_QUERIES.items():
-            say(f"-- {title}")
-            spark.sql(query).show(truncate=False)
-    finally:
-        spark.stop()
-    done("sql", "silver, quarantine and audit tables queried by name")
-    smoke = _run_job(config, "jobs/smoke_pipeline.py", "--events", "1000")
-    summary.append(("kafka + streaming", f"{smoke['events_landed']}/{smoke['events_written']} events round-tripped"))
-
-    stage("11/11 real time: the scoring stream (Kafka -> online features -> champion -> Delta, alerts to Kafka)")
-    summary.append(("stream", _demo_stream(config, start=test_start, say=say)))
-
-    say(f"\n==> demo finished in {time.monotonic() - started:.0f}s")
-    width = max(len(name) for name, _ in summary)
-    for name, value in summary:
+    say(f"\n==> demo finished in {time.monotonic() - stage.started:.0f}s")
+    width = max(len(name) for name, _ in stage.summary)
+    for name, value in stage.summary:
         say(f"  {name:<{width}}  {value}")
+    report = config.paths.reports_dir / "monitoring" / "latest.html"
     say(
-        "\nwhere to look:\n"
-        '  lakestream sql "SHOW TABLES IN silver"           query the lake by name (see docs/sql.md)\n'
-        f"  {profile.get('report')}\n"
-        "                                                   the data profile (open in a browser)\n"
-        "  lakestream mlflow start                          MLflow UI on "
-        f"http://{config.mlflow.server.host}:{config.mlflow.server.port}\n"
-        "  lakestream kafka status                          the broker and its topics\n"
-        "  lakestream stream start | status | stop          the real-time scoring stream (gold.stream_scores)\n"
-        "  make stop                                        stop everything; make clean removes all state"
+        "\nwhere to look (the services keep running; `make stop` stops them, `make clean` removes all state):\n"
+        f"  Airflow UI      http://{airflow.address}   (DAG runs: daily, training, monitoring, retraining)\n"
+        f"  MLflow UI       http://{mlflow.address}    (experiments lakestream, lakestream-monitoring; the registry)\n"
+        f"  dashboard       {dashboard_url(config)}    (alert feed, decisions per minute, drift, performance)\n"
+        f"  report          {report}\n"
+        f'  SQL             LAKESTREAM_ENV=demo .venv/bin/lakestream sql "SELECT * FROM monitoring.alerts LIMIT 5"\n'
+        "  docs            README.md, docs/sql.md (tables and queries)"
     )
     return 0
 
 
-STREAM_QUERIES = {
-    "stream: decisions and latency per model version": """
-        SELECT model_version, decision, count(*) AS transactions, round(avg(score), 4) AS mean_score
-        FROM gold.stream_scores GROUP BY model_version, decision ORDER BY model_version, decision""",
-    "stream: dead-letter reasons": """
-        SELECT reason, count(*) AS records, min(detail) AS example
-        FROM quarantine.stream_dead_letter GROUP BY reason ORDER BY records DESC""",
-    "stream vs batch: the same transactions scored by the same champion": """
-        SELECT count(*) AS transactions, max(abs(s.score - b.score)) AS max_score_difference,
-               sum(CASE WHEN s.decision <> b.decision THEN 1 ELSE 0 END) AS different_decisions
-        FROM gold.stream_scores s JOIN gold.scores b USING (transaction_id)
-        WHERE s.model_version = b.model_version""",
-    "stream: micro-batches": """
-        SELECT count(*) AS batches, sum(scored) AS scored, sum(alerts) AS alerts,
-               percentile(latency_p50_ms, 0.5) AS median_p50_ms, max(latency_p99_ms) AS worst_p99_ms
-        FROM gold.stream_metrics""",
-}
+# ------------------------------------------------------------------------------------------------- helpers
 
 
-def _demo_stream(config: LakestreamConfig, *, start: dt.date, say: Callable[[str], None]) -> str:
-    """Start the stream (warm state from silver), replay a week through Kafka plus bad records, show the tables."""
-    from lakestream.io.kafka import build_consumer, build_producer
-    from lakestream.streaming.service import latest_metrics, scored_rows, start_stream_service, stop_stream_service
+def _reset_state(config: LakestreamConfig, say: Callable[[str], None]) -> None:
+    """Stop the demo's services and remove its state: every demo run starts clean and ends the same way."""
+    from lakestream.monitoring.dashboard import stop_dashboard
+    from lakestream.orchestration.airflow_server import stop_airflow
+    from lakestream.platform.kafka_broker import stop_broker
+    from lakestream.registry.tracking import stop_mlflow_server
+    from lakestream.streaming.service import stop_stream_service
 
-    begin = dt.datetime.combine(start, dt.time())
-    end = begin + dt.timedelta(days=7)
-    status = start_stream_service(config, ["--bootstrap-until", begin.isoformat(sep=" ")])
-    say(f"    stream running (pid {status.pid}, log {status.log_file})")
-    try:
-        sent = _run_job(
-            config, "jobs/replay_stream_events.py", "--start", begin.isoformat(sep=" "), "--end", end.isoformat(sep=" ")
+    for stop in (stop_airflow, stop_dashboard, stop_stream_service, stop_mlflow_server, stop_broker):
+        stop(config)
+    state = config.paths.state_dir
+    if state.exists():
+        say(f"demo: starting from a clean state (removing {state})")
+        shutil.rmtree(state)
+
+
+def _run_job(config: LakestreamConfig, script: str, *args: str) -> dict[str, Any]:
+    """spark-submit a job as a user would; its JSON summary, or LakestreamError with the end of its log."""
+    from lakestream.spark import build_submit_command, submit_environment
+
+    command = build_submit_command(config, config.home / script, args)
+    result = subprocess.run(command, env=submit_environment(config), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise LakestreamError(
+            f"{script} failed with exit code {result.returncode}:\n{result.stderr[-3000:]}\n"
+            f"re-run it alone with `LAKESTREAM_ENV=demo lakestream submit {script} {' '.join(args)}`"
         )
-        producer = build_producer(config.kafka)
-        for value in (b"{not json", b"\x00\xff poison", b'{"transaction_id": 1, "tx_amount": -5}'):
-            producer.send(config.kafka.topics.transactions.name, value=value)
-        producer.flush()
-        producer.close()
-        say(
-            f"    replayed {sent.get('transactions')} transactions and {sent.get('fraud_labels')} chargebacks, "
-            "plus 3 bad records"
-        )
-        deadline = time.monotonic() + 900
-        scored = 0
-        while time.monotonic() < deadline:
-            rows = scored_rows(config)
-            if rows >= sent.get("transactions", 0):
-                scored = rows
-                break
-            latest = latest_metrics(config)
-            progress = f"last batch {latest['batch_id']}" if latest else "first batch running (it loads the state)"
-            say(f"    ... {rows} scored so far ({progress})")
-            time.sleep(5)
-    finally:
-        stop_stream_service(config)
-    spark = build_spark_session(config, "demo-stream-sql", register_tables=True)
+    last = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    return json.loads(last[-1]) if last else {}
+
+
+def _read(config: LakestreamConfig, database: str, table: str, columns: list[str] | None = None) -> Any:
+    from lakestream.monitoring.dashboard import read_table
+
+    return read_table(config.table_path(database, table), columns)
+
+
+def _audit_counts(config: LakestreamConfig) -> dict[str, int]:
+    audit = _read(config, "quality", "ingest_audit")
+    silver = audit[(audit["stage"] == "silver") & (audit["kind"] == "transactions")]
+    bronze = audit[(audit["stage"] == "bronze") & (audit["kind"] == "transactions")]
+    return {
+        "input": int(bronze["input_rows"].sum()),
+        "silver": int(silver["silver_rows"].sum()),
+        "quarantined": int(silver["quarantined_rows"].sum()),
+        "duplicates": int(silver["duplicate_rows"].sum()),
+    }
+
+
+def _champion(config: LakestreamConfig) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    from lakestream.registry.models import CHAMPION, resolve_version
+    from lakestream.registry.tracking import configure_mlflow
+
+    configure_mlflow(config)
+    version = resolve_version(MlflowClient(), config.mlflow.registered_model, CHAMPION)
+    tags = version.tags or {}
+    return {
+        "version": str(version.version),
+        "feature_set": tags.get("lakestream.feature_set", "?"),
+        "test_ap": tags.get("lakestream.test_average_precision", "?"),
+        "test_auc": tags.get("lakestream.test_auc_roc", "?"),
+        "test_cp": tags.get("lakestream.test_card_precision_at_100", "?"),
+    }
+
+
+def _print_book_comparison(config: LakestreamConfig, champion: dict[str, str], say: Callable[[str], None]) -> None:
+    """The book's table next to ours on the book's dataset (benchmarks) and the demo champion's own test window."""
+    path = config.home / "benchmarks" / "results" / "model_quality.json"
+    say("    model quality (AUC / AP / CP@100):")
+    if path.exists():
+        results = json.loads(path.read_text())
+        book = results.get("book", {})
+        for name, label in (
+            ("xgboost_chapter3", "book: XGBoost, chapter 3"),
+            ("best_in_book_prequential", "book: best in the book"),
+        ):
+            row = book.get(name)
+            if row:
+                figures = (row["auc_roc"], row["average_precision"], row["card_precision_at_100"])
+                say(f"      {label:<44} " + " / ".join(f"{v:.3f}" for v in figures))
+        tuned = results.get("prequential_fraud_v2_tuned", {}).get("summary")
+        if tuned:
+            say(
+                f"      {'ours, book dataset: tuned fraud_v2 (prequential)':<44} {tuned.get('auc_roc_mean', 0):.3f} / "
+                f"{tuned.get('average_precision_mean', 0):.3f} / {tuned.get('card_precision_at_100_mean', 0):.3f}"
+            )
+    say(
+        f"      {'this demo champion (its own 3-day test window)':<44} {champion['test_auc']} / "
+        f"{champion['test_ap']} / {champion['test_cp']}  (a smaller simulation: not comparable with the book's)"
+    )
+
+
+def _stream_phase_one(config: LakestreamConfig, *, warm: dt.date, end: dt.date, stage: Stage) -> str:
+    from lakestream.io.kafka import build_producer
+    from lakestream.streaming.service import start_stream_service
+
+    status = start_stream_service(config, ["--bootstrap-until", f"{warm} 00:00:00"])
+    stage.note(f"stream running (pid {status.pid}, log {status.log_file})")
+    sent = _run_job(
+        config,
+        "jobs/replay_stream_events.py",
+        "--start",
+        f"{warm} 00:00:00",
+        "--end",
+        f"{end + dt.timedelta(days=1)} 00:00:00",
+    )
+    producer = build_producer(config.kafka)
+    for value in (b"{not json", b"\x00\xff poison", b'{"transaction_id": 1, "tx_amount": -5}'):
+        producer.send(config.kafka.topics.transactions.name, value=value)
+    producer.flush()
+    producer.close()
+    stage.note(
+        f"replayed {sent.get('transactions'):,} transactions, {sent.get('fraud_labels'):,} chargebacks, 3 bad records"
+    )
+    _wait_scored(config, sent.get("transactions", 0), stage)
+    return f"{sent.get('transactions'):,} transactions scored once each by v{_champion(config)['version']}"
+
+
+def _wait_scored(config: LakestreamConfig, expected: int, stage: Stage, *, timeout_s: float = 1800.0) -> None:
+    from lakestream.streaming.service import latest_metrics, scored_rows
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = scored_rows(config)
+        if rows >= expected:
+            return
+        latest = latest_metrics(config)
+        progress = f"batch {latest['batch_id']}" if latest else "first batch running (it loads the state)"
+        stage.note(f"... {rows:,} of {expected:,} scored ({progress})")
+        time.sleep(10)
+    raise LakestreamError(f"the stream scored {scored_rows(config)} of {expected} in {timeout_s:.0f}s; see its log")
+
+
+def _stream_phase_two(config: LakestreamConfig, *, start: dt.date, end: dt.date, stage: Stage) -> str:
+    from lakestream.streaming.service import scored_rows
+
+    before = scored_rows(config)
+    sent = _run_job(
+        config,
+        "jobs/replay_stream_events.py",
+        "--start",
+        f"{start} 00:00:00",
+        "--end",
+        f"{end + dt.timedelta(days=1)} 00:00:00",
+    )
+    _wait_scored(config, before + sent.get("transactions", 0), stage)
+    scores = _read(config, "gold", config.streaming.scores_table, ["tx_date", "model_version"])
+    later = scores[scores["tx_date"] >= start]
+    versions = ", ".join(f"v{v}: {n:,}" for v, n in later["model_version"].value_counts().sort_index().items())
+    return f"{start}..{end} scored by {versions}"
+
+
+def _alerts(config: LakestreamConfig, *, window: dt.date) -> list[str]:
+    alerts = _read(config, "monitoring", config.monitoring.alerts_table, ["window_start", "message"])
+    if alerts is None:
+        return []
+    day = alerts[alerts["window_start"].dt.date == window]
+    return list(day["message"])
+
+
+def _latest_decision(config: LakestreamConfig) -> dict[str, Any]:
+    decisions = _read(config, "monitoring", config.monitoring.decisions_table)
+    row = decisions.sort_values("decided_at").iloc[-1]
+    return {"needed": bool(row["needed"]), "reason": row["reason"], "as_of": row["as_of"]}
+
+
+def _retraining_runs(config: LakestreamConfig) -> list[dict]:
+    from lakestream.orchestration.airflow_server import dag_runs
+
+    return dag_runs(config, "lakestream_retraining")
+
+
+def _wait_for_retraining(config: LakestreamConfig, *, known: set[str], stage: Stage) -> str:
+    from lakestream.orchestration.airflow_server import wait_for_new_run
+
+    stage.note("waiting for the scheduler's lakestream_retraining run (asset event from monitoring)")
+    run = wait_for_new_run(config, "lakestream_retraining", known=known)
+    champion = _champion(config)
+    stage.note(f"retraining run {run['run_id']}: {run['state']}; champion is now v{champion['version']}")
+    return champion["version"]
+
+
+def _performance_recovery(
+    config: LakestreamConfig, *, drift: dt.date, swap: dt.date, end: dt.date, old: str, new: str
+) -> dict[str, Any]:
+    metrics = _read(config, "monitoring", config.monitoring.metrics_table)
+    perf = metrics[(metrics["family"] == "performance") & metrics["value"].notna()]
+    days = perf["window_start"].dt.date
+
+    def mean(metric: str, version: str, first: dt.date, last: dt.date) -> float:
+        rows = perf[(perf["metric"] == metric) & (perf["model_version"] == version) & (days >= first) & (days <= last)]
+        return float(rows["value"].mean()) if len(rows) else float("nan")
+
+    drifted = (drift, swap - dt.timedelta(days=config.training.split.delay_days))
+    after = (swap + dt.timedelta(days=1), end)
+    return {
+        "k": config.monitoring.card_precision_k or config.training.evaluation.top_k,
+        "ap_old": mean("average_precision", old, *drifted),
+        "ap_new": mean("average_precision", new, *after),
+        "cp_old": mean("card_precision", old, *drifted),
+        "cp_new": mean("card_precision", new, *after),
+    }
+
+
+def _show_queries(config: LakestreamConfig, say: Callable[[str], None]) -> None:
+    from lakestream.spark import build_spark_session
+
+    spark = build_spark_session(config, "demo-sql", register_tables=True)
     try:
-        for title, query in STREAM_QUERIES.items():
+        for title, query in SQL_QUERIES.items():
             say(f"-- {title}")
             spark.sql(query).show(truncate=False)
     finally:
         spark.stop()
-    alerts_topic = config.kafka.topics.fraud_alerts.name
-    say(f"-- stream: the first alerts on the {alerts_topic} topic (key = transaction id)")
-    consumer = build_consumer(config.kafka, alerts_topic, consumer_timeout_ms=5000)
-    try:
-        for _, message in zip(range(5), consumer, strict=False):
-            say(f"    {message.key.decode()}: {message.value.decode()}")
-    finally:
-        consumer.close()
-    return f"{scored} transactions scored once each, alerts on topic {alerts_topic}"
-
-
-def _compact(summary: dict[str, Any], prefix: str = "") -> str:
-    """The numbers of a job's JSON summary on one line (one level of nesting flattened)."""
-    parts = []
-    for key, value in summary.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float):
-            parts.append(f"{prefix}{key}={value}")
-        elif isinstance(value, dict) and not prefix:
-            parts.append(_compact(value, prefix=f"{key}."))
-    return ", ".join(p for p in parts if p)[:300] or "ok"

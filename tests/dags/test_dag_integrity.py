@@ -102,9 +102,9 @@ def test_daily_pipeline_order_and_day_arguments(dag_bag) -> None:
     assert "--skip-if-no-model" in dag.get_task("score_batch").application_args
     assert dag.get_task("clean_transactions").application_args == [
         "--start-date",
-        "{{ lakestream_reprocess_first_day(data_interval_start) }}",
+        "{{ lakestream_run_first_day(params, data_interval_start, True) }}",
         "--end-date",
-        "{{ lakestream_last_day(data_interval_end) }}",
+        "{{ lakestream_run_last_day(params, data_interval_end) }}",
     ]
 
 
@@ -125,3 +125,63 @@ def test_day_macros_turn_an_interval_into_inclusive_days() -> None:
     start, end = pendulum.datetime(2018, 5, 6, tz="UTC"), pendulum.datetime(2018, 5, 7, tz="UTC")
     assert (first_day(start), last_day(end)) == ("2018-05-06", "2018-05-06")
     assert first_day(start, 3) == "2018-05-03"
+
+
+def test_monitoring_runs_the_job_for_its_day_then_requests_retraining(dag_bag) -> None:
+    dag = dag_bag.dags["lakestream_monitoring"]
+    assert dag.get_task("request_retraining").upstream_task_ids == {"monitor_model"}
+    assert dag.get_task("monitor_model").application_args == [
+        "--start",
+        "{{ lakestream_monitoring_first_day(params, data_interval_start) }}",
+        "--end",
+        "{{ lakestream_monitoring_last_day(params, data_interval_start) }}",
+        "--as-of",
+        "{{ lakestream_monitoring_as_of(params, data_interval_end) }}",
+        "--run-id",
+        "{{ run_id }}",
+    ]
+
+
+def test_monitoring_day_macros_take_the_interval_or_the_day_params() -> None:
+    import pendulum
+
+    from lakestream.orchestration.airflow import monitoring_as_of, monitoring_first_day, monitoring_last_day
+
+    start, end = pendulum.datetime(2018, 5, 6, 23, 15, tz="UTC"), pendulum.datetime(2018, 5, 7, 0, 15, tz="UTC")
+
+    def days(params: dict) -> tuple[str, str, str]:
+        return monitoring_first_day(params, start), monitoring_last_day(params, start), monitoring_as_of(params, end)
+
+    assert days({}) == ("2018-05-06", "2018-05-06", "2018-05-07 00:15:00")
+    assert days({"day": "2018-05-20"}) == ("2018-05-20", "2018-05-20", "2018-05-21")
+    assert days({"start": "2018-05-01", "end": "2018-05-20"}) == ("2018-05-01", "2018-05-20", "2018-05-21")
+
+
+def test_range_runs_take_their_days_from_params() -> None:
+    import pendulum
+
+    from lakestream.orchestration.airflow import run_first_day, run_last_day
+
+    start, end = pendulum.datetime(2018, 5, 6, tz="UTC"), pendulum.datetime(2018, 5, 7, tz="UTC")
+    assert (run_first_day({}, start), run_first_day({}, start, True), run_last_day({}, end)) == (
+        "2018-05-06",
+        "2018-05-03",
+        "2018-05-06",
+    )
+    by_hand = {"start": "2018-04-01", "end": "2018-06-30"}
+    assert (run_first_day(by_hand, start, True), run_last_day(by_hand, end)) == ("2018-04-01", "2018-06-30")
+
+
+@pytest.mark.parametrize("dag_id", ["lakestream_training", "lakestream_retraining"])
+def test_promotion_waits_for_an_approval_only_in_manual_mode(dag_bag, dag_id: str, monkeypatch) -> None:
+    from lakestream.orchestration.airflow import promotion_path
+
+    dag = dag_bag.dags[dag_id]
+    assert dag.get_task("choose_promotion_path").upstream_task_ids == {"train_model"}
+    assert dag.get_task("promote_model").upstream_task_ids == {"choose_promotion_path", "approve_promotion"}
+    assert dag.get_task("promote_model").trigger_rule == "none_failed_min_one_success"
+    ids = {"approve_task_id": "approve_promotion", "promote_task_id": "promote_model"}
+    monkeypatch.setenv("LAKESTREAM__MONITORING__RETRAINING__MODE", "manual")
+    assert promotion_path(**ids) == "approve_promotion"
+    monkeypatch.setenv("LAKESTREAM__MONITORING__RETRAINING__MODE", "auto")
+    assert promotion_path(**ids) == "promote_model"

@@ -12,7 +12,6 @@ from deltalake import write_deltalake
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import ServiceError
 from lakestream.orchestration.monitoring import (
-    MAX_STREAM_SILENCE,
     STREAM_METRICS_TABLE,
     STREAM_METRICS_TIME_COLUMN,
     check_stream_health,
@@ -53,7 +52,7 @@ def test_recent_batch_is_healthy(lake: LakestreamConfig) -> None:
 
 
 def test_silent_stream_is_stale_and_fails_the_check(lake: LakestreamConfig) -> None:
-    last = NOW - MAX_STREAM_SILENCE - dt.timedelta(minutes=1)
+    last = NOW - dt.timedelta(minutes=lake.monitoring.max_stream_silence_minutes + 1)
     write_metrics(lake, last)
     health = check_stream_health(lake, now=NOW)
     assert (health.state, health.last_batch_at) == ("stale", last.isoformat())

@@ -324,6 +324,8 @@ def test_new_fraud_pattern_adds_night_frauds_and_keeps_ids_in_time_order(
     assert new["tx_datetime"].dt.hour.between(1, 4).all()
     assert new["tx_amount"].between(1.0, 10.0).all()
     assert (new["tx_fraud"] == 1).all()
+    assert (new["customer_id"] > truth["customer_id"].max()).all()  # stolen cards, not the simulated customers'
+    assert new["customer_id"].is_unique  # each tested once
     assert (drifted["transaction_id"] == np.arange(len(drifted))).all()
     assert drifted["tx_time_seconds"].is_monotonic_increasing
     kept = drifted[drifted["tx_fraud_scenario"] != anomalies.NEW_PATTERN_SCENARIO].reset_index(drop=True)

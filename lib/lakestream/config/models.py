@@ -396,6 +396,82 @@ class StreamingConfig(StrictModel):
     stop_poll_seconds: float = Field(default=2.0, gt=0)  # how often the driver checks for a stop request
 
 
+MonitoringFamily = Literal["feature_drift", "prediction_drift", "data_quality", "performance", "stream_health"]
+
+
+class MonitoringRule(StrictModel):
+    """One alerting rule over the monitoring metrics: a threshold, a minimum sample and consecutive breaches.
+
+    A metric row breaches when its value (or, with ``relative_to_reference``, its value minus the row's
+    reference, e.g. the model's own test AP) is above ``above`` or below ``below``; rows with fewer than
+    ``min_samples`` samples are not judged. An alert is raised when the last ``consecutive`` windows of a
+    series (rule, dimension, model version) all breach.
+    """
+
+    family: MonitoringFamily
+    metric: str
+    granularity: Literal["hour", "day"] = "day"
+    above: float | None = None
+    below: float | None = None
+    relative_to_reference: bool = False
+    dimensions: list[str] | None = None  # only these dimensions (feature names, reasons); None = every one
+    # never these: e.g. calendar flags, whose share in one day or hour is set by the clock, not by drift
+    exclude_dimensions: list[str] = Field(default_factory=list)
+    min_samples: int = Field(default=0, ge=0)
+    consecutive: int = Field(default=1, ge=1)
+    retrain: bool = False  # an alert of this rule asks for a retraining
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> MonitoringRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"rule on {self.family}.{self.metric} needs exactly one of 'above' or 'below'")
+        return self
+
+
+class RetrainingConfig(StrictModel):
+    """What monitoring does when a retraining rule fires (the closed loop)."""
+
+    # auto: train, gate and promote with no human step; manual: train and register a challenger, an operator
+    # approves the promotion; off: alerts only.
+    mode: Literal["auto", "manual", "off"] = "auto"
+    # A drift-triggered retraining waits until its train window holds this many days since the drift began
+    # (their labels arrive after the label delay); before that a new model could not have learnt anything new.
+    min_drift_days_in_training: int = Field(default=3, ge=1)
+    cooldown_days: int = Field(default=7, ge=0)  # at most one request per this many event-time days
+    max_model_staleness_days: int | None = Field(default=None, ge=1)  # also retrain when the champion is older
+
+
+class DashboardConfig(StrictModel):
+    """The monitoring dashboard (lakestream dashboard start)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=1, le=65535)
+    refresh_seconds: int = Field(default=5, ge=1)
+    alert_feed_rows: int = Field(default=20, ge=1)
+
+
+class MonitoringConfig(StrictModel):
+    """Drift, data quality, label-delayed performance, rules and the retraining they trigger (lakestream.monitoring)."""
+
+    source: Literal["stream", "batch"] = "stream"  # served scores: gold.stream_scores, or gold.scores + features
+    granularities: list[Literal["hour", "day"]] = Field(default_factory=lambda: ["hour", "day"])
+    bins: int = Field(default=10, ge=2, le=100)  # fixed bins from the training distribution (deciles)
+    psi_epsilon: float = Field(default=1e-4, gt=0, lt=0.01)  # floor of a bin share in PSI / JS
+    card_precision_k: int | None = Field(default=None, ge=1)  # default: training.evaluation.top_k
+    # performance leaves out a card on days after its fraud was reported, for frauds reported within this memory
+    compromised_card_memory_days: int = Field(default=21, ge=0)
+    database: str = "monitoring"
+    metrics_table: str = "metrics"
+    alerts_table: str = "alerts"
+    decisions_table: str = "retraining"
+    experiment: str = "lakestream-monitoring"
+    max_stream_silence_minutes: int = Field(default=30, ge=1)
+    rules: dict[str, MonitoringRule] = Field(default_factory=dict)
+    retraining: RetrainingConfig = RetrainingConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+
+
 class LakestreamConfig(StrictModel):
     """The whole, resolved configuration of one environment."""
 
@@ -409,6 +485,7 @@ class LakestreamConfig(StrictModel):
     quality: QualityConfig = QualityConfig()
     training: TrainingConfig = TrainingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @property
     def kafka_data_dir(self) -> Path:

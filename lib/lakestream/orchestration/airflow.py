@@ -10,19 +10,21 @@ day [data_interval_start, data_interval_end). The jobs take inclusive day ranges
 `day_range_args(...)`: templates over the macros in `LAKESTREAM_MACROS` (registered on each DAG as
 `user_defined_macros`), evaluated when the task runs:
 
-- `lakestream_first_day(data_interval_start)`: the first day of the interval (YYYY-MM-DD);
-- `lakestream_last_day(data_interval_end)`: the last day *inside* the interval (end minus one day);
-- `lakestream_reprocess_first_day(data_interval_start)`: the first day minus `quality.allowed_lateness_days`,
-  because events land up to that many days late and silver day D is final only once D+lateness has landed
-  (see lakestream.quality.silver); a daily run therefore rebuilds its day and the days late events of its
-  day can still change. Every job replaces exactly its days, so overlapping windows are safe.
+- `lakestream_run_first_day(params, data_interval_start, reprocess_late)`: the first day of the interval
+  (YYYY-MM-DD); with reprocess_late, minus `quality.allowed_lateness_days`, because events land up to that many
+  days late and silver day D is final only once D+lateness has landed (see lakestream.quality.silver): a daily
+  run rebuilds its day and the days late events of its day can still change;
+- `lakestream_run_last_day(params, data_interval_end)`: the last day *inside* the interval (end minus one day).
+
+A manual run may pass `{"start": ..., "end": ...}` as its conf to work on a range of days instead (an initial
+load, `lakestream demo`). Every job replaces exactly its days, so overlapping windows are safe.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +81,78 @@ def retraining_as_of(params: Any, triggering_asset_events: Any) -> str:
     )
 
 
+def _param(params: Any, name: str) -> str | None:
+    value = params.get(name) if params else None
+    return str(value) if value else None
+
+
+def run_first_day(params: Any, data_interval_start: date | datetime | str, reprocess_late: bool = False) -> str:
+    """The first day a run works on: the `start` param (a range run), else its interval's first day (minus the
+    allowed lateness with reprocess_late)."""
+    if _param(params, "start"):
+        return str(_param(params, "start"))
+    return reprocess_first_day(data_interval_start) if reprocess_late else first_day(data_interval_start)
+
+
+def run_last_day(params: Any, data_interval_end: date | datetime | str) -> str:
+    """The last day a run works on: the `end` param (a range run), else its interval's last day."""
+    return _param(params, "end") or last_day(data_interval_end)
+
+
+def monitoring_first_day(params: Any, data_interval_start: date | datetime | str) -> str:
+    """First event-time day a monitoring run judges: `day` or `start` param, else the day its interval starts in."""
+    return _param(params, "day") or _param(params, "start") or first_day(data_interval_start)
+
+
+def monitoring_last_day(params: Any, data_interval_start: date | datetime | str) -> str:
+    """Last event-time day a monitoring run judges: `day` or `end` param, else the day its interval starts in."""
+    return _param(params, "day") or _param(params, "end") or first_day(data_interval_start)
+
+
+def monitoring_as_of(params: Any, data_interval_end: date | datetime | str) -> str:
+    """Labels known to a monitoring run: before its interval's end, or the end of the days given as params."""
+    last = _param(params, "day") or _param(params, "end")
+    if last:
+        return (date.fromisoformat(last) + timedelta(days=1)).isoformat()
+    if isinstance(data_interval_end, datetime):
+        utc = data_interval_end.astimezone(UTC) if data_interval_end.tzinfo else data_interval_end
+        return utc.replace(tzinfo=None).isoformat(sep=" ")
+    return str(data_interval_end)
+
+
+def training_as_of(params: Any, data_interval_end: date | datetime | str) -> str:
+    """The as-of day of a scheduled training: the `as_of` param, else the run's last day."""
+    return _param(params, "as_of") or last_day(data_interval_end)
+
+
 LAKESTREAM_MACROS: dict[str, Any] = {
     "lakestream_first_day": first_day,
     "lakestream_last_day": last_day,
-    "lakestream_reprocess_first_day": reprocess_first_day,
+    "lakestream_run_first_day": run_first_day,
+    "lakestream_run_last_day": run_last_day,
     "lakestream_retraining_as_of": retraining_as_of,
+    "lakestream_training_as_of": training_as_of,
+    "lakestream_monitoring_first_day": monitoring_first_day,
+    "lakestream_monitoring_last_day": monitoring_last_day,
+    "lakestream_monitoring_as_of": monitoring_as_of,
 }
+
+# Params of the data DAGs: a manual run may name its days instead of taking its interval's (an initial load).
+RANGE_PARAMS_DOC = "first / last day (YYYY-MM-DD) of a range run instead of the run's interval"
 
 
 def day_range_args(start_flag: str = "--start", end_flag: str = "--end", *, reprocess_late: bool = False) -> list[str]:
     """Job arguments naming the run's days: [start_flag, first day, end_flag, last day] (templates).
 
-    With reprocess_late the range starts `quality.allowed_lateness_days` before the interval (see module doc).
+    The days are the `start` / `end` params of a range run, else the run's interval; with reprocess_late the
+    interval's range starts `quality.allowed_lateness_days` before it (see module doc).
     """
-    first = "lakestream_reprocess_first_day" if reprocess_late else "lakestream_first_day"
+    late = "True" if reprocess_late else "False"
     return [
         start_flag,
-        "{{ %s(data_interval_start) }}" % first,  # noqa: UP031 - Jinja braces make f-strings unreadable
+        "{{ lakestream_run_first_day(params, data_interval_start, %s) }}" % late,  # noqa: UP031 - Jinja braces
         end_flag,
-        "{{ lakestream_last_day(data_interval_end) }}",
+        "{{ lakestream_run_last_day(params, data_interval_end) }}",
     ]
 
 
@@ -157,19 +212,58 @@ class LakestreamSparkSubmitOperator(SparkSubmitOperator):
         super().execute(context)
 
 
-def train_and_promote(*, as_of: str, train_args: list[str] | None = None) -> tuple[SparkSubmitOperator, ...]:
-    """The train -> promote pair (inside a DAG context): both place their windows `--as-of` the given day."""
-    train = LakestreamSparkSubmitOperator(
+def promotion_path(*, approve_task_id: str, promote_task_id: str) -> str:
+    """The task after training: promote directly, or wait for an operator's approval (monitoring.retraining.mode)."""
+    from lakestream.config import load_config
+
+    mode = load_config().monitoring.retraining.mode
+    if mode == "manual":
+        logger.info("monitoring.retraining.mode is manual: the promotion waits for an operator's approval")
+        return approve_task_id
+    return promote_task_id
+
+
+def train_and_promote(*, as_of: str, train_args: list[str] | None = None) -> tuple[Any, ...]:
+    """train -> (approval when configured) -> promote, inside a DAG context; windows placed `--as-of` the day.
+
+    With `monitoring.retraining.mode: manual` the run stops at `approve_promotion`, a human-in-the-loop task the
+    Airflow UI shows as awaiting input: Approve runs the gate (`promote_model`), Reject skips it and leaves the
+    new version as challenger. Otherwise the gate runs right after training. The gate itself promotes only a
+    challenger that beats the champion on the same recent window.
+    """
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk import task
+
+    train_model = LakestreamSparkSubmitOperator(
         task_id="train_model",
         job="jobs/train_model.py",
         application_args=["--as-of", as_of, *(train_args or [])],
         execution_timeout=timedelta(hours=2),
     )
-    promote = LakestreamSparkSubmitOperator(
+
+    @task.branch(task_id="choose_promotion_path")
+    def choose_promotion_path() -> str:
+        """approve_promotion in manual mode, promote_model otherwise."""
+        return promotion_path(approve_task_id="approve_promotion", promote_task_id="promote_model")
+
+    approve_promotion = ApprovalOperator(
+        task_id="approve_promotion",
+        subject="Promote the retrained fraud model?",
+        body=(
+            "Run {{ run_id }} trained a new model version and registered it as `challenger` (its metrics are in the "
+            "train_model log and in MLflow). Approve to run the promotion gate, which still promotes only a model "
+            "that beats the champion on the most recent window; Reject to keep the champion."
+        ),
+        response_timeout=timedelta(days=3),
+    )
+    promote_model = LakestreamSparkSubmitOperator(
         task_id="promote_model",
         job="jobs/promote_model.py",
         application_args=["--as-of", as_of],
         retries=1,
+        trigger_rule="none_failed_min_one_success",
     )
-    train >> promote
-    return train, promote
+    branch = choose_promotion_path()
+    train_model >> branch >> [approve_promotion, promote_model]
+    approve_promotion >> promote_model
+    return train_model, branch, approve_promotion, promote_model

@@ -141,3 +141,52 @@ def stop_airflow(config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT, 
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
     return True
+
+
+def run_dag_now(config: LakestreamConfig, dag_id: str, logical_date: str, *, conf: dict | None = None) -> str:
+    """`airflow dags test`: one real run of a DAG, recorded in the metadata DB (the UI shows it), executed by this
+    CLI process without the scheduler; raises ServiceError unless the run ends in success. Returns its output."""
+    args = ["dags", "test", dag_id, logical_date]
+    if conf:
+        args += ["--conf", json.dumps(conf)]
+    result = subprocess.run(
+        [_airflow_executable(), *args], env=airflow_environment(config), capture_output=True, text=True, check=False
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0 or "state=success" not in output:
+        raise ServiceError(
+            f"`airflow dags test {dag_id} {logical_date}` did not succeed; its task logs are under "
+            f"{airflow_home(config) / 'logs'}. Last lines:\n{output[-3000:]}"
+        )
+    return output
+
+
+def unpause_dag(config: LakestreamConfig, dag_id: str) -> None:
+    """Unpause a DAG so the scheduler runs it (e.g. the asset-scheduled retraining)."""
+    _airflow(config, "dags", "unpause", dag_id)
+
+
+def dag_runs(config: LakestreamConfig, dag_id: str) -> list[dict]:
+    """The runs of a DAG as the airflow CLI lists them (run_id, state, run_type, ...)."""
+    output = _airflow(config, "dags", "list-runs", dag_id, "-o", "json")
+    start = output.find("[")
+    return json.loads(output[start:]) if start >= 0 else []
+
+
+def wait_for_new_run(
+    config: LakestreamConfig, dag_id: str, *, known: set[str], timeout_s: float = 1200.0, poll_s: float = 5.0
+) -> dict:
+    """Wait for a run of dag_id not in `known` to finish (the scheduler runs it); its row, or ServiceError."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for run in dag_runs(config, dag_id):
+            if run["run_id"] not in known and run["state"] in {"success", "failed"}:
+                if run["state"] != "success":
+                    raise ServiceError(
+                        f"{dag_id} run {run['run_id']} failed; see the Airflow UI or {airflow_home(config) / 'logs'}"
+                    )
+                return run
+        time.sleep(poll_s)
+    raise ServiceError(
+        f"no run of {dag_id} finished within {timeout_s:.0f}s; is the scheduler up (`lakestream airflow status`)?"
+    )

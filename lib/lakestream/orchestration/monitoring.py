@@ -1,9 +1,9 @@
-"""The checks behind the monitoring DAG: is the stream alive, and should the model be retrained?
+"""The cheap checks behind the monitoring DAG: is the stream alive, and what did the monitoring job decide?
 
-Both are cheap enough for an hourly task: the stream check reads one column of the stream's metrics Delta
-table with the `deltalake` package (no JVM), the retraining check reads the model registry and the gold
-feature table's newest day the same way. Heavy imports stay inside the functions so the DAG that imports
-this module parses in milliseconds.
+Both read Delta tables with the `deltalake` package (no JVM), cheap enough for an hourly task: the stream check
+reads one column of the stream's metrics table, the retraining check the monitoring job's decision row for the
+DAG run (lakestream.monitoring.retraining decides; Airflow only turns the answer into an asset event). Heavy
+imports stay inside the functions so the DAG that imports this module parses in milliseconds.
 
 Stream metrics contract: `gold.stream_metrics` holds one row per micro-batch of the scoring stream with at
 least a timestamp column `STREAM_METRICS_TIME_COLUMN` (when the batch was processed, UTC). No table means no
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +25,6 @@ logger = logging.getLogger(__name__)
 
 STREAM_METRICS_TABLE = ("gold", "stream_metrics")
 STREAM_METRICS_TIME_COLUMN = "finished_at"  # see lakestream.streaming.pipeline.metrics_schema
-# Defaults of the monitoring thresholds (to move into a `monitoring` config section with the stream's settings).
-MAX_STREAM_SILENCE = timedelta(minutes=30)
-MAX_MODEL_STALENESS_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -55,12 +52,11 @@ def _newest_value(path: Path, column: str) -> tuple[Any, int]:
     return pc.max(table.column(column)).as_py(), table.num_rows
 
 
-def check_stream_health(
-    config: LakestreamConfig, *, now: datetime, max_silence: timedelta = MAX_STREAM_SILENCE
-) -> StreamHealth:
-    """Read gold.stream_metrics: no table = no stream (fine); newest batch older than max_silence = stale."""
+def check_stream_health(config: LakestreamConfig, *, now: datetime) -> StreamHealth:
+    """Read gold.stream_metrics: no table = no stream (fine); newest batch older than the allowed silence = stale."""
     from lakestream.io.delta import is_delta_table
 
+    max_silence = timedelta(minutes=config.monitoring.max_stream_silence_minutes)
     path = config.table_path(*STREAM_METRICS_TABLE)
     if not is_delta_table(path):
         return StreamHealth("no_stream", f"no stream running: no metrics table at {path} yet")
@@ -89,62 +85,32 @@ def require_healthy_stream(health: StreamHealth) -> StreamHealth:
     return health
 
 
-@dataclass(frozen=True)
-class RetrainingDecision:
-    """Whether to request a retraining, why, and the day the retraining should treat as its newest data."""
+def read_retraining_decision(config: LakestreamConfig, *, run_id: str) -> dict[str, Any]:
+    """The retraining decision the monitoring job recorded for a run (monitoring.retraining), read without Spark.
 
-    needed: bool
-    reason: str
-    as_of: str | None = None
-    champion_version: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (the asset event's extra)."""
-        return asdict(self)
-
-
-def _newest_feature_day(config: LakestreamConfig) -> date | None:
-    from lakestream.features.spec import feature_set_path, load_feature_set
-    from lakestream.features.store import feature_table_path
-    from lakestream.io.delta import is_delta_table
-
-    spec = load_feature_set(feature_set_path(config.home / "conf" / "features", config.training.feature_set))
-    path = feature_table_path(config, spec)
-    if not is_delta_table(path):
-        return None
-    newest, _ = _newest_value(path, "tx_date")
-    return newest
-
-
-def decide_retraining(
-    config: LakestreamConfig, *, until: date, max_staleness_days: int = MAX_MODEL_STALENESS_DAYS
-) -> RetrainingDecision:
-    """Request a retraining when features exist (up to `until`) and the champion is missing or too old.
-
-    Too old: its training window ends more than max_staleness_days + the label delay before the newest
-    feature day (newer labelled data exists that it has not seen). Drift checks join here later.
+    Raises ServiceError when the run recorded none (the job did not run or failed before deciding).
     """
-    from mlflow import MlflowClient
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
 
-    from lakestream.registry.models import CHAMPION, find_version_by_alias
-    from lakestream.registry.tracking import configure_mlflow
+    from lakestream.io.delta import is_delta_table
+    from lakestream.monitoring.tables import decisions_path
 
-    newest = _newest_feature_day(config)
-    if newest is None:
-        return RetrainingDecision(False, "no gold features yet: nothing to train on")
-    as_of = min(newest, until)
-    configure_mlflow(config)
-    champion = find_version_by_alias(MlflowClient(), config.mlflow.registered_model, CHAMPION)
-    if champion is None:
-        return RetrainingDecision(True, f"no champion of {config.mlflow.registered_model!r} yet", as_of.isoformat())
-    trained_until = (champion.tags or {}).get("lakestream.train_end")
-    if trained_until is None:
-        return RetrainingDecision(
-            False, f"champion v{champion.version} has no train_end tag; not judged", None, str(champion.version)
-        )
-    age = (as_of - date.fromisoformat(trained_until)).days - config.training.split.delay_days
-    if age > max_staleness_days:
-        reason = f"champion v{champion.version} trained until {trained_until}: {age} labelled days behind {as_of}"
-        return RetrainingDecision(True, reason, as_of.isoformat(), str(champion.version))
-    reason = f"champion v{champion.version} trained until {trained_until} is recent enough ({age} days)"
-    return RetrainingDecision(False, reason, as_of.isoformat(), str(champion.version))
+    path = decisions_path(config)
+    if not is_delta_table(path):
+        raise ServiceError(f"no retraining decisions at {path}: did jobs/monitor_model.py run for {run_id}?")
+    table = DeltaTable(str(path)).to_pyarrow_table()
+    rows = table.filter(pc.equal(table.column("run_id"), run_id)).to_pylist()
+    if not rows:
+        raise ServiceError(f"jobs/monitor_model.py recorded no retraining decision for run {run_id} in {path}")
+    row = rows[-1]
+    return {
+        "needed": bool(row["needed"]),
+        "reason": row["reason"],
+        "as_of": row["as_of"].isoformat() if row["as_of"] else None,
+        "mode": row["mode"],
+        "champion_version": row["champion_version"],
+        "since": row["since"].isoformat() if row["since"] else None,
+        "alert_ids": list(row["alert_ids"] or []),
+        "monitored_until": row["monitored_until"].isoformat(),
+    }

@@ -4,7 +4,7 @@ Two families of pure transforms (``DataFrame -> DataFrame``, keyword-only parame
 
 - **drift** changes what happened, so it applies to the ground-truth table and the labels follow it:
   ``new_fraud_pattern`` (scenario 4: from a day on, a few compromised terminals are drained at night by many
-  small payments from cards that are not theirs) and ``spending_shift`` (from a day on, a share of the
+  small payments from stolen card numbers, each tested once) and ``spending_shift`` (from a day on, a share of the
   customers spend ``factor`` times more, with no change of labels);
 - **delivery anomalies** change only how transaction events arrive, so they apply to landed lines
   (see ``landing.build_transaction_event_lines``): duplicates, late arrivals, shuffling within a day and
@@ -16,6 +16,7 @@ they do not depend on how Spark partitions the data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from lakestream.errors import ConfigError
@@ -73,9 +74,10 @@ def inject_new_fraud_pattern(
     """Ground truth -> ground truth plus night-time card-testing frauds (scenario 4) from `from_day` on.
 
     Every day from `from_day` to the last simulated day, `terminals_per_day` terminals each take
-    `transactions_per_terminal` payments between 01:00 and 05:00 of `min_amount`..`max_amount` from random
-    cards. Transaction ids are renumbered so they stay in event-time order (original rows keep their
-    relative order). Columns as spark_simulator.TRANSACTION_COLUMNS.
+    `transactions_per_terminal` payments between 01:00 and 05:00 of `min_amount`..`max_amount`, each from a
+    stolen card number used once (ids after the simulated customers': the bank's own customers are not the
+    ones drained, and a card reported compromised is never seen again). Transaction ids are renumbered so they
+    stay in event-time order (original rows keep their relative order). Columns as TRANSACTION_COLUMNS.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
@@ -111,9 +113,15 @@ def inject_new_fraud_pattern(
         F.pmod(F.xxhash64(F.lit(seed), F.lit("night-terminal"), "tx_time_days", "_terminal_slot"), "n_terminals").alias(
             "terminal_id"
         ),
-        F.pmod(
-            F.xxhash64(F.lit(seed), F.lit("night-card"), "tx_time_days", "_terminal_slot", "_slot"), "n_customers"
-        ).alias("customer_id"),
+        # stolen card numbers, each tested once: ids after the simulated customers', unique per payment
+        (
+            F.col("n_customers")
+            + (F.col("tx_time_days") - F.lit(from_day)) * (terminals_per_day * transactions_per_terminal)
+            + F.col("_terminal_slot") * transactions_per_terminal
+            + F.col("_slot")
+        )
+        .cast("long")
+        .alias("customer_id"),
         "tx_time_days",
         (F.col("tx_time_days") * _SECONDS_PER_DAY + night_seconds).cast("long").alias("tx_time_seconds"),
         F.round(F.lit(min_amount) + cents / 100.0, 2).alias("tx_amount"),
@@ -156,12 +164,33 @@ def inject_spending_shift(
     )
 
 
-def apply_drift(transactions: DataFrame, *, kind: DriftKind, from_day: int, seed: int) -> DataFrame:
+@dataclass(frozen=True)
+class DriftIntensity:
+    """How strong a drift is: per day, terminals drained and payments each (new_fraud_pattern); the share of
+    customers and their spending factor (spending_shift)."""
+
+    terminals_per_day: int = 2
+    transactions_per_terminal: int = 30
+    customer_share: float = 0.2
+    factor: float = 2.0
+
+
+def apply_drift(
+    transactions: DataFrame, *, kind: DriftKind, from_day: int, seed: int, intensity: DriftIntensity = DriftIntensity()
+) -> DataFrame:
     """Ground truth -> ground truth with the named drift from `from_day` on (see the two functions above)."""
     if kind == "new_fraud_pattern":
-        return inject_new_fraud_pattern(transactions, from_day=from_day, seed=seed)
+        return inject_new_fraud_pattern(
+            transactions,
+            from_day=from_day,
+            seed=seed,
+            terminals_per_day=intensity.terminals_per_day,
+            transactions_per_terminal=intensity.transactions_per_terminal,
+        )
     if kind == "spending_shift":
-        return inject_spending_shift(transactions, from_day=from_day, seed=seed)
+        return inject_spending_shift(
+            transactions, from_day=from_day, seed=seed, customer_share=intensity.customer_share, factor=intensity.factor
+        )
     raise ConfigError(f"unknown drift kind {kind!r}; use one of {list(DRIFT_KINDS)}")
 
 

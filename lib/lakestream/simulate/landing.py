@@ -19,7 +19,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from lakestream.errors import ConfigError
 from lakestream.io.delta import write_delta
 from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
-from lakestream.simulate.anomalies import DriftKind, apply_drift, inject_delivery_anomalies
+from lakestream.simulate.anomalies import DriftIntensity, DriftKind, apply_drift, inject_delivery_anomalies
 from lakestream.simulate.generator import SimulationParams
 from lakestream.simulate.spark_simulator import simulate_transactions_spark, summarize_transactions
 
@@ -59,6 +59,7 @@ class AnomalyOptions:
     out_of_order: bool = False
     drift_from_day: int | None = None
     drift_kind: DriftKind = "new_fraud_pattern"
+    drift_intensity: DriftIntensity = field(default_factory=DriftIntensity)
 
 
 def simulated_dates(params: SimulationParams, *, shift_days: int = 0) -> list[date]:
@@ -239,7 +240,11 @@ def land_simulation(
     generated = truth
     if anomalies.drift_from_day is not None:
         truth = apply_drift(
-            truth, kind=anomalies.drift_kind, from_day=anomalies.drift_from_day, seed=anomalies.seed
+            truth,
+            kind=anomalies.drift_kind,
+            from_day=anomalies.drift_from_day,
+            seed=anomalies.seed,
+            intensity=anomalies.drift_intensity,
         ).persist(StorageLevel.MEMORY_AND_DISK)
         logger.info("drift %s from day %d applied", anomalies.drift_kind, anomalies.drift_from_day)
     summary = summarize_transactions(truth)

@@ -221,6 +221,7 @@ def dead_letter_rows(frame: DataFrame, *, query: str) -> DataFrame:
         "reason",
         "detail",
         F.col("transaction_id").cast("long").alias("transaction_id"),
+        F.col("tx_datetime").alias("event_time"),  # when it could be read: monitoring places the record in time
         F.lit(query).alias("query"),
         F.current_timestamp().alias("dead_lettered_at"),
     )
@@ -438,7 +439,9 @@ class BatchWriter:
                 with self._step("scores"):
                     _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
                 with self._step("rejected"):
-                    rejected = _rejected_rows(out, transactions, primary=primary, query=app_id)
+                    rejected = _rejected_rows(
+                        out, transactions, primary=primary, query=app_id, topic=config.kafka.topics.transactions.name
+                    )
                     if not rejected.isEmpty():
                         _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
                 with self._step("alerts"):
@@ -588,7 +591,7 @@ def score_transactions(
     )
 
 
-def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str) -> DataFrame:
+def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str, topic: str) -> DataFrame:
     """Duplicates (from the primary entity's rows) and late transactions -> dead-letter rows."""
     duplicates = out.where((F.col("status") == DUPLICATE) & (F.col("entity") == primary)).select(
         "transaction_id",
@@ -609,7 +612,7 @@ def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, que
         F.lit("event time older than the newest scored event minus the allowed lateness").alias("detail"),
     )
     rejected = duplicates.unionByName(late).select(
-        F.lit(None).cast("string").alias("topic"),
+        F.lit(topic).alias("topic"),
         "kafka_partition",
         "kafka_offset",
         F.timestamp_millis("kafka_timestamp").alias("kafka_timestamp"),
@@ -617,6 +620,7 @@ def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, que
         "reason",
         "detail",
         "transaction_id",
+        F.timestamp_seconds("ts").alias("tx_datetime"),
     )
     return dead_letter_rows(rejected, query=query)
 

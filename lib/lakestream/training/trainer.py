@@ -27,6 +27,7 @@ from pyspark.sql import functions as F  # noqa: N812
 from lakestream.config.models import LakestreamConfig
 from lakestream.errors import ConfigError
 from lakestream.features.spec import FeatureSetSpec, feature_set_path, load_feature_set
+from lakestream.monitoring.reference import ReferenceProfile, log_reference_profile
 from lakestream.training.dataset import LABEL, TableLineage, read_labelled_features
 from lakestream.training.evaluation import Evaluation, evaluate_scored
 from lakestream.training.splits import (
@@ -206,6 +207,32 @@ def evaluate_booster(
     )
 
 
+def build_model_reference(
+    labelled: DataFrame,
+    fitted: FittedBooster,
+    *,
+    config: LakestreamConfig,
+    split: TimeSplit,
+    features: list[str],
+    metrics: dict[str, float],
+) -> ReferenceProfile:
+    """The monitoring reference of the model: its train window's inputs and volume, its test window's scores."""
+    from lakestream.monitoring.reference import build_reference_profile
+    from lakestream.scoring.batch import score_with_booster
+
+    test = select_test(labelled, split=split)
+    scored = score_with_booster(test, model_bytes=bytes(fitted.booster.save_raw("ubj")), features=features)
+    return build_reference_profile(
+        select_train(labelled, split=split),
+        scored,
+        features=features,
+        bins=config.monitoring.bins,
+        review_threshold=config.training.scoring.review_threshold,
+        metrics=metrics,
+        window={key: str(value) for key, value in split.to_dict().items()},
+    )
+
+
 def log_evaluation_artifacts(evaluation: Evaluation, fitted: FittedBooster, *, prefix: str = "test") -> None:
     """Metrics, daily CP@k, the evaluation JSON and the plots, into the active MLflow run."""
     import matplotlib.pyplot as plt
@@ -367,6 +394,16 @@ def train_model(spark: SparkSession, config: LakestreamConfig, request: Training
             mlflow.log_dict({"params": fitted.params, "evals_result": fitted.evals_result}, "training/booster.json")
             evaluation = evaluate_booster(labelled, fitted, config=config, split=request.split, features=features)
             log_evaluation_artifacts(evaluation, fitted)
+            log_reference_profile(
+                build_model_reference(
+                    labelled,
+                    fitted,
+                    config=config,
+                    split=request.split,
+                    features=features,
+                    metrics=evaluation.result.metrics(),
+                )
+            )
             prequential = None
             if request.prequential_estimate:
                 prequential = estimate_on_test_folds(
