@@ -89,8 +89,8 @@ dashboard: setup  ## serve the monitoring dashboard (http://127.0.0.1:8050) in t
 dashboard-stop:
 	@test -x $(BIN)/lakestream && $(BIN)/lakestream dashboard stop || true
 
-stop:  ## stop everything the project started (Airflow, broker, MLflow server, stream, cluster)
-	@test -x $(BIN)/lakestream && $(BIN)/lakestream stop || true
+stop:  ## stop everything the project started (Airflow, dashboard, cluster, stream, MLflow, broker; the demo's too)
+	@test -x $(BIN)/lakestream && { $(BIN)/lakestream stop; LAKESTREAM_ENV=demo $(BIN)/lakestream stop; } || true
 
 clean: stop  ## remove all local state (var/); keeps .venv and .jars
 	rm -rf var spark-warehouse metastore_db derby.log test-artifacts

@@ -144,6 +144,22 @@ def _cmd_dashboard(args: argparse.Namespace, config: LakestreamConfig) -> int:
     )
 
 
+def _cmd_cluster(args: argparse.Namespace, config: LakestreamConfig) -> int:
+    from lakestream.platform.spark_cluster import cluster_status, start_cluster, stop_cluster
+
+    if args.action == "start":
+        status = start_cluster(config)
+        print(status.describe())
+        print(f"use it with: lakestream submit --master {status.url} jobs/<job>.py ...")
+    elif args.action == "stop":
+        print("spark cluster: stopped" if stop_cluster(config) else "spark cluster: was not running")
+    else:
+        status = cluster_status(config)
+        print(status.describe())
+        return 0 if status.master.running else 3
+    return 0
+
+
 def _cmd_submit(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.spark import build_submit_command, submit_environment
 
@@ -246,6 +262,7 @@ def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.monitoring.dashboard import stop_dashboard
     from lakestream.orchestration.airflow_server import stop_airflow
     from lakestream.platform.kafka_broker import stop_broker
+    from lakestream.platform.spark_cluster import stop_cluster
     from lakestream.registry.tracking import stop_mlflow_server
     from lakestream.streaming.service import stop_stream_service
 
@@ -253,6 +270,7 @@ def _cmd_stop(args: argparse.Namespace, config: LakestreamConfig) -> int:
     services = (
         ("airflow", stop_airflow),
         ("dashboard", stop_dashboard),
+        ("spark cluster", stop_cluster),
         ("stream", stop_stream_service),
         ("mlflow", stop_mlflow_server),
         ("kafka", stop_broker),
@@ -334,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument("action", choices=["start", "stop", "status"])
     dashboard.set_defaults(handler=_cmd_dashboard)
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="a Spark standalone cluster on loopback (master + workers as separate processes)",
+        description="Master on spark://127.0.0.1:7077 (UI :8090) and `cluster.workers` workers started with the "
+        "installed pyspark's spark-class; jobs use it with `lakestream submit --master spark://127.0.0.1:7077`.",
+    )
+    cluster.add_argument("action", choices=["start", "stop", "status"])
+    cluster.set_defaults(handler=_cmd_cluster)
 
     submit = sub.add_parser(
         "submit",

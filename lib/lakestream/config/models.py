@@ -396,6 +396,18 @@ class StreamingConfig(StrictModel):
     stop_poll_seconds: float = Field(default=2.0, gt=0)  # how often the driver checks for a stop request
 
 
+class ClusterConfig(StrictModel):
+    """The local Spark standalone cluster of `lakestream cluster start` (master and workers on loopback)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=7077, ge=1, le=65535)
+    webui_port: int = Field(default=8090, ge=1, le=65535)  # 8080 is Airflow's
+    workers: int = Field(default=2, ge=1)
+    worker_cores: int = Field(default=1, ge=1)
+    worker_memory: str = "3g"  # holds one executor of spark.executor_memory
+    worker_webui_port: int = Field(default=0, ge=0, le=65535)  # worker i: this + i - 1; 0 = any free port
+
+
 MonitoringFamily = Literal["feature_drift", "prediction_drift", "data_quality", "performance", "stream_health"]
 
 
@@ -486,6 +498,7 @@ class LakestreamConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     streaming: StreamingConfig = StreamingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @property
     def kafka_data_dir(self) -> Path:

@@ -323,11 +323,19 @@ class Dashboard:
             if not name.startswith(excluded)
         }
         top = dict(sorted(series.items(), key=lambda item: -max(v for _, v in item[1]))[:8])
+        outside = self._metric_series("feature_drift", "out_of_range_share", by="dimension")
+        top_outside = dict(sorted(outside.items(), key=lambda item: -max(v for _, v in item[1]))[:6])
+        range_rule = self.config.monitoring.rules.get("out_of_range")
         return line_chart(
             top,
             title="feature drift: daily PSI vs training bins (top 8)",
             x_labels=lambda t: t.strftime("%m-%d"),
             threshold=rule.above if rule else None,
+        ) + line_chart(
+            top_outside,
+            title="daily share of values outside the training range (top 6)",
+            x_labels=lambda t: t.strftime("%m-%d"),
+            threshold=range_rule.above if range_rule and not range_rule.relative_to_reference else None,
         )
 
     def performance(self) -> str:

@@ -13,10 +13,12 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lakestream.config.models import LakestreamConfig
@@ -143,22 +145,55 @@ def stop_airflow(config: LakestreamConfig, *, port: int = DEFAULT_AIRFLOW_PORT, 
     return True
 
 
-def run_dag_now(config: LakestreamConfig, dag_id: str, logical_date: str, *, conf: dict | None = None) -> str:
+def run_dag_now(
+    config: LakestreamConfig,
+    dag_id: str,
+    logical_date: str,
+    *,
+    conf: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """`airflow dags test`: one real run of a DAG, recorded in the metadata DB (the UI shows it), executed by this
-    CLI process without the scheduler; raises ServiceError unless the run ends in success. Returns its output."""
+    CLI process without the scheduler; raises ServiceError unless the run ends in success. Returns its output.
+
+    progress gets one line per task start and end (with its state) while the run goes on.
+    """
     args = ["dags", "test", dag_id, logical_date]
     if conf:
         args += ["--conf", json.dumps(conf)]
-    result = subprocess.run(
-        [_airflow_executable(), *args], env=airflow_environment(config), capture_output=True, text=True, check=False
-    )
-    output = result.stdout + result.stderr
-    if result.returncode != 0 or "state=success" not in output:
+    log = config.paths.state_dir / "run" / f"dags-test-{dag_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    started: dict[str, float] = {}
+    current = None
+    with subprocess.Popen(
+        [_airflow_executable(), *args],
+        env=airflow_environment(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        for line in process.stdout or ():
+            lines.append(line)
+            if (match := _TASK_START.search(line)) is not None:
+                current = match.group(1)
+                started[current] = time.monotonic()
+                if progress:
+                    progress(f"{dag_id}.{current} running")
+            elif current and (match := _TASK_STATE.search(line)) is not None and progress:
+                progress(f"{dag_id}.{current} {match.group(1)} ({time.monotonic() - started[current]:.0f}s)")
+    output = "".join(lines)
+    log.write_text(output, encoding="utf-8")
+    if process.returncode != 0 or "state=success" not in output:
         raise ServiceError(
-            f"`airflow dags test {dag_id} {logical_date}` did not succeed; its task logs are under "
-            f"{airflow_home(config) / 'logs'}. Last lines:\n{output[-3000:]}"
+            f"`airflow dags test {dag_id} {logical_date}` did not succeed; its output is in {log}, the task logs "
+            f"under {airflow_home(config) / 'logs'}. Last lines:\n{output[-3000:]}"
         )
     return output
+
+
+_TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
+_TASK_STATE = re.compile(r"new_state=(\w+)")
 
 
 def unpause_dag(config: LakestreamConfig, dag_id: str) -> None:
@@ -169,8 +204,10 @@ def unpause_dag(config: LakestreamConfig, dag_id: str) -> None:
 def dag_runs(config: LakestreamConfig, dag_id: str) -> list[dict]:
     """The runs of a DAG as the airflow CLI lists them (run_id, state, run_type, ...)."""
     output = _airflow(config, "dags", "list-runs", dag_id, "-o", "json")
-    start = output.find("[")
-    return json.loads(output[start:]) if start >= 0 else []
+    for line in reversed(output.splitlines()):  # warnings may come first; the JSON list is the last line
+        if line.startswith("["):
+            return json.loads(line)
+    return []
 
 
 def wait_for_new_run(
