@@ -81,6 +81,8 @@ def build_spark_session(
 
     settings = {**spark_settings(config), **(extra_conf or {})}
     launched_by_submit = "PYSPARK_GATEWAY_PORT" in os.environ or SparkContext._active_spark_context is not None
+    if launched_by_submit:
+        SparkContext._ensure_initialized()  # connect to spark-submit's JVM first, or SparkConf() reads nothing
     present = SparkConf() if launched_by_submit else None
     builder = SparkSession.builder.appName(f"{config.spark.app_name_prefix}-{app_name}")
     if present is None or not present.contains("spark.master"):
