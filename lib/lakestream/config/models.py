@@ -121,12 +121,15 @@ class KafkaSecurityConfig(StrictModel):
 
 
 class BrokerConfig(StrictModel):
-    """The project's own single-node KRaft broker (`lakestream kafka start`)."""
+    """The project's own KRaft broker(s) (`lakestream kafka start`): one combined broker + controller node, plus
+    one broker-only node per `extra_ports` entry (a local multi-broker cluster; list every port in
+    kafka.bootstrap_servers)."""
 
     managed: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9092, ge=1, le=65535)
     controller_port: int = Field(default=9093, ge=1, le=65535)
+    extra_ports: list[int] = Field(default_factory=list)  # broker-only nodes 2, 3, ... on these ports
     data_dir: Path | None = None  # default: <state_dir>/kafka
     jars_dir: Path = Path(".jars/kafka")
     heap: str = "512m"
@@ -134,9 +137,15 @@ class BrokerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ports_differ(self) -> BrokerConfig:
-        if self.port == self.controller_port:
-            raise ValueError(f"broker port and controller_port must differ, both are {self.port}")
+        ports = [self.port, self.controller_port, *self.extra_ports]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"broker ports must all differ: port, controller_port and extra_ports are {ports}")
         return self
+
+    @property
+    def nodes(self) -> int:
+        """How many broker nodes run (1 + the extra ones)."""
+        return 1 + len(self.extra_ports)
 
 
 class KafkaConfig(StrictModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ def python_client_options(kafka: KafkaConfig) -> dict[str, Any]:
     """kafka-python keyword arguments (bootstrap servers and security) from configuration."""
     sec = kafka.security
     options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "bootstrap_servers": reachable_first(kafka.bootstrap_servers.split(",")),
         "security_protocol": sec.protocol,
     }
     if sec.sasl_mechanism:
@@ -30,6 +31,26 @@ def python_client_options(kafka: KafkaConfig) -> dict[str, Any]:
     if sec.ssl_cafile is not None:
         options["ssl_cafile"] = str(sec.ssl_cafile)
     return options
+
+
+def reachable_first(servers: list[str], *, timeout: float = 1.0) -> list[str]:
+    """The bootstrap servers that accept a connection now (all of them when none does or only one is given).
+
+    Bootstrap only fetches the cluster's metadata, after which clients talk to the live brokers it lists; but
+    kafka-python keeps retrying a dead bootstrap server with growing back-off, so with a broker of several down a
+    new client could time out although the others are up. Leaving out the ones refusing connections avoids it.
+    """
+    if len(servers) < 2:
+        return servers
+    reachable = []
+    for server in servers:
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+                reachable.append(server)
+        except (OSError, ValueError):
+            logger.info("bootstrap server %s is not reachable; left out of this client's bootstrap list", server)
+    return reachable or servers
 
 
 def spark_kafka_options(kafka: KafkaConfig) -> dict[str, str]:
