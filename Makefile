@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 VENV_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 PYTEST_ARGS ?=
+# Two pytest workers, one test file each at a time (a file shares its Spark session and fixtures): the
+# suite waits on JVMs and brokers much of the time, so two keep both cores busy.
+TEST_WORKERS ?= 2
 
 .PHONY: help setup jars browser demo test test-long test-fast lint format lock kafka-start kafka-stop kafka-status \
         mlflow-ui mlflow-stop airflow airflow-stop dashboard dashboard-stop stop clean
@@ -44,7 +47,7 @@ demo: setup  ## set up, start the local stack and run the end-to-end demo
 	@$(BIN)/lakestream demo
 
 test: setup browser  ## run the whole test suite (unit, integration, dags, e2e) against real components
-	@$(BIN)/python -m pytest -m "not long" $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -m "not long" -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-long: setup  ## the full-size variants left out of make test (200k-event stream crash test: ~10 min)
 	@$(BIN)/python -m pytest -m long $(PYTEST_ARGS)

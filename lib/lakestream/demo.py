@@ -325,7 +325,7 @@ def _champion(config: LakestreamConfig) -> dict[str, str]:
         "feature_set": tags.get("lakestream.feature_set", "?"),
         "test_ap": tags.get("lakestream.test_average_precision", "?"),
         "test_auc": tags.get("lakestream.test_auc_roc", "?"),
-        "test_cp": tags.get("lakestream.test_card_precision_at_100", "?"),
+        "test_cp": tags.get(f"lakestream.test_card_precision_at_{config.training.evaluation.top_k}", "?"),
     }
 
 
@@ -348,11 +348,12 @@ def _print_book_comparison(config: LakestreamConfig, champion: dict[str, str], s
         if tuned:
             rows.append(("ours: tuned fraud_v2, prequential (mean)", tuple(tuned[f"{k}_mean"] for k in keys)))
     say("    model quality, AUC / AP / CP@100 (benchmarks/model_quality.py on the book's dataset):")
+    k = config.training.evaluation.top_k
     for label, values in rows:
         say(f"      {label:<44} " + " / ".join(f"{float(v):.3f}" for v in values))
     say(
         f"      {'this demo champion, its 3-day test window':<44} {champion['test_auc']} / {champion['test_ap']} / "
-        f"{champion['test_cp']}  (smaller simulation, not comparable)"
+        f"{champion['test_cp']} (CP@{k}; a smaller simulation, not comparable)"
     )
 
 

@@ -29,6 +29,8 @@ def test_stop_stops_airflow_started_by_the_cli(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
             "airflow: stopped",
+            "dashboard: not running",
+            "spark cluster: not running",
             "stream: not running",
             "mlflow: not running",
             "kafka: not running",
