@@ -120,39 +120,13 @@ def run_stage(env: dict[str, str], master: str, script: str, *args: str) -> dict
 
 def write_silver(state: Path) -> int:
     """Silver-shaped tables from the ground truth (what the clean jobs keep), in this process; the row count."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    from lakestream.io.delta import read_delta, write_delta
+    from lakestream.simulate.landing import write_silver_from_truth
     from lakestream.spark import build_spark_session
 
     config = load_config(overrides={"paths.state_dir": str(state)})
     spark = build_spark_session(config, "bench-scale-silver")
     try:
-        truth = read_delta(spark, config.table_path("sim", "transactions")).where(F.col("tx_amount") > 0)
-        write_delta(
-            truth.select(
-                "transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount",
-                F.to_date("tx_datetime").alias("tx_date"),
-            ),
-            config.table_path("silver", "transactions"),
-            mode="overwrite",
-            partition_by=["tx_date"],
-        )  # fmt: skip
-        reported = F.col("tx_datetime") + F.expr("INTERVAL 7 DAYS")
-        write_delta(
-            truth.where(F.col("tx_fraud") == 1).select(
-                "transaction_id",
-                "tx_datetime",
-                reported.alias("reported_at"),
-                F.col("tx_fraud").cast("int"),
-                F.col("tx_fraud_scenario").cast("int"),
-                F.to_date("tx_datetime").alias("tx_date"),
-                F.to_date(reported).alias("reported_date"),
-            ),
-            config.table_path("silver", "fraud_labels"),
-            mode="overwrite",
-        )
-        return read_delta(spark, config.table_path("silver", "transactions")).count()
+        return write_silver_from_truth(spark, config)
     finally:
         spark.stop()
 

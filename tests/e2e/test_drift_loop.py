@@ -36,13 +36,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.config import LakestreamConfig, load_config
-from lakestream.io.delta import read_delta, write_delta
+from lakestream.io.delta import read_delta
 from lakestream.io.kafka import build_producer, ensure_topics
 from lakestream.monitoring.job import MonitoringRequest, read_metric_history, run_monitoring
 from lakestream.monitoring.tables import alerts_path
 from lakestream.platform.process import free_port
 from lakestream.registry.models import CHAMPION, find_version_by_alias
 from lakestream.registry.promotion import promote_challenger
+from lakestream.simulate.landing import write_silver_from_truth
 from lakestream.streaming.pipeline import dead_letter_path, scores_path
 from lakestream.streaming.replay import replay_span
 from lakestream.streaming.runner import run_stream, stop_file
@@ -94,31 +95,6 @@ def environment(values: dict[str, Any], *, extra: dict[str, Any] | None = None) 
     for key, value in {**values, **(extra or {})}.items():
         env["LAKESTREAM__" + key.replace(".", "__").upper()] = value if isinstance(value, str) else json.dumps(value)
     return env
-
-
-def write_silver_from_truth(spark: SparkSession, config: LakestreamConfig) -> None:
-    """sim.transactions -> silver-shaped transactions and chargebacks (reported 7 days later), as silver would."""
-    truth = read_delta(spark, config.table_path("sim", "transactions")).where(F.col("tx_amount") > 0)
-    transactions = truth.select(
-        "transaction_id",
-        "tx_datetime",
-        "customer_id",
-        "terminal_id",
-        "tx_amount",
-        F.to_date("tx_datetime").alias("tx_date"),
-    )
-    write_delta(transactions, config.table_path("silver", "transactions"), partition_by=["tx_date"])
-    reported = F.col("tx_datetime") + F.expr("INTERVAL 7 DAYS")
-    labels = truth.where(F.col("tx_fraud") == 1).select(
-        "transaction_id",
-        "tx_datetime",
-        reported.alias("reported_at"),
-        F.col("tx_fraud").cast("int"),
-        F.col("tx_fraud_scenario").cast("int"),
-        F.to_date("tx_datetime").alias("tx_date"),
-        F.to_date(reported).alias("reported_date"),
-    )
-    write_delta(labels, config.table_path("silver", "fraud_labels"))
 
 
 def training_request(as_of: dt.date, config: LakestreamConfig) -> TrainingRequest:

@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.config import LakestreamConfig, load_config
-from lakestream.io.delta import read_delta, write_delta
+from lakestream.io.delta import read_delta
 from lakestream.platform.process import free_port, pid_is_alive
 from lakestream.platform.spark_cluster import (
     cluster_status,
@@ -33,6 +32,7 @@ from lakestream.platform.spark_cluster import (
     stop_cluster,
     worker_service,
 )
+from lakestream.simulate.landing import write_silver_from_truth
 
 pytestmark = pytest.mark.slow
 START = dt.date(2018, 4, 1)
@@ -111,40 +111,10 @@ def local_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) ->
     land_simulation(
         spark, config, SimulationParams(CUSTOMERS, TERMINALS, DAYS, start_date=START.isoformat()), outputs=["truth"]
     )
-    write_silver(spark, config)
+    write_silver_from_truth(spark, config)
     spec = load_feature_set(feature_set_path(config.home / "conf" / "features", "fraud_v1"))
     build_feature_table(spark, config, spec, start=START, end=START + dt.timedelta(days=DAYS - 1))
     return config
-
-
-def write_silver(spark: SparkSession, config: LakestreamConfig) -> None:
-    """Silver-shaped tables from the simulator's ground truth (as silver keeps valid rows)."""
-    truth = read_delta(spark, config.table_path("sim", "transactions")).where(F.col("tx_amount") > 0)
-    write_delta(
-        truth.select(
-            "transaction_id",
-            "tx_datetime",
-            "customer_id",
-            "terminal_id",
-            "tx_amount",
-            F.to_date("tx_datetime").alias("tx_date"),
-        ),
-        config.table_path("silver", "transactions"),
-        partition_by=["tx_date"],
-    )
-    reported = F.col("tx_datetime") + F.expr("INTERVAL 7 DAYS")
-    write_delta(
-        truth.where(F.col("tx_fraud") == 1).select(
-            "transaction_id",
-            "tx_datetime",
-            reported.alias("reported_at"),
-            F.col("tx_fraud").cast("int"),
-            F.col("tx_fraud_scenario").cast("int"),
-            F.to_date("tx_datetime").alias("tx_date"),
-            F.to_date(reported).alias("reported_date"),
-        ),
-        config.table_path("silver", "fraud_labels"),
-    )
 
 
 def test_the_simulator_on_the_cluster_gives_the_local_rows(
@@ -160,7 +130,7 @@ def test_the_simulator_on_the_cluster_gives_the_local_rows(
         read_delta(spark, config.table_path("sim", "transactions")),
         read_delta(spark, local_lake.table_path("sim", "transactions")),
     )
-    write_silver(spark, config)
+    write_silver_from_truth(spark, config)
 
 
 def test_features_survive_a_worker_killed_mid_build_and_equal_local(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
@@ -16,6 +17,29 @@ logger = logging.getLogger(__name__)
 def is_delta_table(path: Path) -> bool:
     """True if a Delta table exists at path."""
     return (path / "_delta_log").is_dir()
+
+
+def read_delta_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """A Delta table (or some of its columns) read without a JVM, with deltalake; None when there is none yet.
+
+    The files are read through pyarrow's own local filesystem: deltalake's default one calls back into Python from
+    pyarrow's I/O threads, and short processes that used it abort now and then at exit ("terminate called without
+    an active exception", delta-io/delta-rs#2184).
+    """
+    import pyarrow.fs as pa_fs
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    if not is_delta_table(path):
+        return None
+    try:
+        table = DeltaTable(str(path))
+    except TableNotFoundError:  # the log folder exists, its first commit not yet
+        return None
+    present = {field.name for field in table.schema().fields}
+    wanted = [name for name in columns if name in present] if columns is not None else None
+    filesystem = pa_fs.SubTreeFileSystem(str(path.resolve()), pa_fs.LocalFileSystem())
+    return table.to_pyarrow_table(columns=wanted, filesystem=filesystem)
 
 
 def read_delta(spark: SparkSession, path: Path, *, version: int | None = None) -> DataFrame:

@@ -45,14 +45,13 @@ DECISION_COLOURS = {"approve": "#3a9b5c", "review": "#d9822b", "block": "#c23b3b
 def read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
     """A Delta table (or some of its columns) as pandas, read with deltalake; None when it does not exist."""
     import pandas as pd
-    from deltalake import DeltaTable
 
-    if not (path / "_delta_log").is_dir():
+    from lakestream.io.delta import read_delta_arrow
+
+    table = read_delta_arrow(path, columns)
+    if table is None:
         return None
-    table = DeltaTable(str(path))
-    present = [field.name for field in table.schema().fields]
-    wanted = [c for c in columns if c in present] if columns else None
-    frame = table.to_pyarrow_table(columns=wanted).to_pandas()
+    frame = table.to_pandas()
     for name in frame.columns:
         if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.tz_convert("UTC").dt.tz_localize(None)

@@ -44,10 +44,11 @@ class StreamHealth:
 def _newest_value(path: Path, column: str) -> tuple[Any, int]:
     """The max of one column of a Delta table and its row count, read with deltalake (no Spark)."""
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    table = DeltaTable(str(path)).to_pyarrow_table(columns=[column])
-    if table.num_rows == 0:
+    from lakestream.io.delta import read_delta_arrow
+
+    table = read_delta_arrow(path, columns=[column])
+    if table is None or table.num_rows == 0:
         return None, 0
     return pc.max(table.column(column)).as_py(), table.num_rows
 
@@ -91,15 +92,14 @@ def read_retraining_decision(config: LakestreamConfig, *, run_id: str) -> dict[s
     Raises ServiceError when the run recorded none (the job did not run or failed before deciding).
     """
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    from lakestream.io.delta import is_delta_table
+    from lakestream.io.delta import read_delta_arrow
     from lakestream.monitoring.tables import decisions_path
 
     path = decisions_path(config)
-    if not is_delta_table(path):
+    table = read_delta_arrow(path)
+    if table is None:
         raise ServiceError(f"no retraining decisions at {path}: did jobs/monitor_model.py run for {run_id}?")
-    table = DeltaTable(str(path)).to_pyarrow_table()
     rows = table.filter(pc.equal(table.column("run_id"), run_id)).to_pylist()
     if not rows:
         raise ServiceError(f"jobs/monitor_model.py recorded no retraining decision for run {run_id} in {path}")

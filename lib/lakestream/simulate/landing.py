@@ -276,3 +276,42 @@ def land_simulation(
         summary["label_days"] = len(written)
     truth.unpersist()
     return summary
+
+
+def write_silver_from_truth(spark: SparkSession, config: LakestreamConfig, *, label_delay_days: int = 7) -> int:
+    """The shortcut past ingest and clean: sim.transactions -> silver.transactions and silver.fraud_labels.
+
+    Writes what the clean jobs would keep from a landing without anomalies (valid rows; every fraud reported
+    `label_delay_days` after it happened), replacing both tables, for benchmarks and tests of the stages after
+    silver. Returns the silver row count.
+    """
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from lakestream.io.delta import read_delta
+
+    truth = read_delta(spark, config.table_path(*GROUND_TRUTH_TABLE)).where(F.col("tx_amount") > 0)
+    silver = config.table_path("silver", "transactions")
+    write_delta(
+        truth.select(
+            "transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount",
+            F.to_date("tx_datetime").alias("tx_date"),
+        ),
+        silver,
+        mode="overwrite",
+        partition_by=["tx_date"],
+    )  # fmt: skip
+    reported = F.timestamp_seconds(F.unix_seconds("tx_datetime") + label_delay_days * 86_400)
+    write_delta(
+        truth.where(F.col("tx_fraud") == 1).select(
+            "transaction_id",
+            "tx_datetime",
+            reported.alias("reported_at"),
+            F.col("tx_fraud").cast("int"),
+            F.col("tx_fraud_scenario").cast("int"),
+            F.to_date("tx_datetime").alias("tx_date"),
+            F.to_date(reported).alias("reported_date"),
+        ),
+        config.table_path("silver", "fraud_labels"),
+        mode="overwrite",
+    )
+    return read_delta(spark, silver).count()

@@ -80,31 +80,20 @@ def stream_status(config: LakestreamConfig) -> dict[str, Any]:
 
 def latest_metrics(config: LakestreamConfig) -> dict[str, Any] | None:
     """The newest gold.stream_metrics row, read with the deltalake package (no JVM), or None."""
+    from lakestream.io.delta import read_delta_arrow
     from lakestream.streaming.pipeline import metrics_path
 
-    path = metrics_path(config)
-    if not (path / "_delta_log").is_dir():
+    table = read_delta_arrow(metrics_path(config))
+    if table is None or table.num_rows == 0:
         return None
-    from deltalake import DeltaTable
-
-    frame = DeltaTable(str(path)).to_pandas()
-    if frame.empty:
-        return None
-    row = frame.sort_values("batch_id").iloc[-1].to_dict()
+    row = table.to_pandas().sort_values("batch_id").iloc[-1].to_dict()
     return json.loads(json.dumps(row, default=str))
 
 
 def scored_rows(config: LakestreamConfig) -> int:
     """Rows in gold.stream_scores so far, read with the deltalake package (no JVM); 0 before the first commit."""
+    from lakestream.io.delta import read_delta_arrow
     from lakestream.streaming.pipeline import scores_path
 
-    path = scores_path(config)
-    if not (path / "_delta_log").is_dir():
-        return 0
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return len(DeltaTable(str(path)).to_pandas(columns=["transaction_id"]))
-    except TableNotFoundError:  # the log folder exists, its first commit not yet
-        return 0
+    table = read_delta_arrow(scores_path(config), columns=["transaction_id"])
+    return 0 if table is None else table.num_rows
