@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import LakestreamError
@@ -23,10 +23,12 @@ from lakestream.logs import configure_logging
 
 if TYPE_CHECKING:
     from lakestream.platform.process import ServiceStatus
+    from lakestream.platform.spark_cluster import ClusterStatus
 
 logger = logging.getLogger("lakestream")
 
 Handler = Callable[[argparse.Namespace, LakestreamConfig], int]
+Status = TypeVar("Status", "ServiceStatus", "ClusterStatus")  # what `lakestream <service> status` describes
 
 
 def _cmd_setup_jars(args: argparse.Namespace, config: LakestreamConfig) -> int:
@@ -80,10 +82,10 @@ def _service_action(
     action: str,
     name: str,
     *,
-    start: Callable[[], ServiceStatus],
+    start: Callable[[], Status],
     stop: Callable[[], bool],
-    status: Callable[[], ServiceStatus],
-    started_note: Callable[[ServiceStatus], str],
+    status: Callable[[], Status],
+    started_note: Callable[[Status], str],
     status_note: str = "",
 ) -> int:
     """start | stop | status of a pid-file-managed service; status exits 3 when it is not running."""
@@ -148,17 +150,14 @@ def _cmd_dashboard(args: argparse.Namespace, config: LakestreamConfig) -> int:
 def _cmd_cluster(args: argparse.Namespace, config: LakestreamConfig) -> int:
     from lakestream.platform.spark_cluster import cluster_status, start_cluster, stop_cluster
 
-    if args.action == "start":
-        status = start_cluster(config)
-        print(status.describe())
-        print(f"use it with: lakestream submit --master {status.url} jobs/<job>.py ...")
-    elif args.action == "stop":
-        print("spark cluster: stopped" if stop_cluster(config) else "spark cluster: was not running")
-    else:
-        status = cluster_status(config)
-        print(status.describe())
-        return 0 if status.master.running else 3
-    return 0
+    return _service_action(
+        args.action,
+        "spark cluster",
+        start=lambda: start_cluster(config),
+        stop=lambda: stop_cluster(config),
+        status=lambda: cluster_status(config),
+        started_note=lambda status: f"use it with: lakestream submit --master {status.url} jobs/<job>.py ...",
+    )
 
 
 def _cmd_submit(args: argparse.Namespace, config: LakestreamConfig) -> int:

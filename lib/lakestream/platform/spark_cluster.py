@@ -104,6 +104,11 @@ class ClusterStatus:
     url: str
     ui: str
 
+    @property
+    def running(self) -> bool:
+        """The master runs (workers may come and go)."""
+        return self.master.running
+
     def describe(self) -> str:
         """Human summary."""
         if not self.master.running:
