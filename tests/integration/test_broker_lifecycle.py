@@ -11,7 +11,15 @@ import pytest
 
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import PortInUseError
-from lakestream.platform.kafka_broker import broker_status, start_broker, stop_broker
+from lakestream.platform.kafka_broker import (
+    broker_status,
+    format_storage,
+    new_cluster_id,
+    node_data_dir,
+    render_server_properties,
+    start_broker,
+    stop_broker,
+)
 from lakestream.platform.process import free_port
 
 
@@ -82,3 +90,16 @@ def test_cli_reports_port_in_use_with_exit_code_2(own_broker_config: LakestreamC
     assert result.returncode == 2
     assert f"port 127.0.0.1:{port} is already in use" in result.stderr
     assert "LAKESTREAM__KAFKA__BROKER__PORT" in result.stderr
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(own_broker_config: LakestreamConfig) -> None:
+    """Ids kept from before (or drawn by other tools) may start with "-"; the storage tool must not read an option."""
+    config = own_broker_config
+    data = node_data_dir(config, 1)
+    data.mkdir(parents=True)
+    (config.kafka_data_dir / "cluster.id").write_text("-BMoNbFtT-OIWfJuN1znIQ")
+    properties = data / "server.properties"
+    properties.write_text(render_server_properties(config, 1))
+    format_storage(config, properties, 1)
+    assert "cluster.id=-BMoNbFtT-OIWfJuN1znIQ" in (data / "logs" / "meta.properties").read_text()
+    assert not any(new_cluster_id().startswith("-") for _ in range(2000))

@@ -109,8 +109,17 @@ def _cluster_id(config: LakestreamConfig) -> str:
             if line.startswith("cluster.id="):
                 path.write_text(line.split("=", 1)[1].strip())
     if not path.exists():
-        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        path.write_text(new_cluster_id())
     return path.read_text().strip()
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, redrawn while it starts with "-" (as Kafka's own
+    Uuid.randomUuid does; one id in 64 would otherwise read as an option on a command line)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def format_storage(config: LakestreamConfig, properties: Path, node: int = 1) -> None:
@@ -119,7 +128,9 @@ def format_storage(config: LakestreamConfig, properties: Path, node: int = 1) ->
     if (logs / "meta.properties").exists():
         return
     cluster_id = _cluster_id(config)
-    command = _java_command(config, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties), node=node)
+    command = _java_command(
+        config, STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(properties), node=node
+    )
     logger.info("formatting Kafka storage of node %d in %s (cluster id %s)", node, logs, cluster_id)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
