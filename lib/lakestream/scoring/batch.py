@@ -1,7 +1,7 @@
 """Batch scoring: gold features -> fraud probability and decision per transaction -> Delta gold.scores.
 
-Scoring is vectorised: ``mapInPandas`` loads the booster once per Spark task (from the raw model bytes shipped
-with the task, so executors never call the model registry) and predicts Arrow batches with
+Scoring is vectorised: a pandas UDF loads the booster once per Spark task (from the raw model bytes shipped
+with the task, so executors never call the model registry) and predicts Arrow batches of the model's inputs with
 ``Booster.inplace_predict``, one thread per task. A day range is written with ``replaceWhere`` on its days, so a
 re-run of a day replaces exactly that day.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd  # at module level: the pandas UDF's type hints are resolved from these globals
 from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.types import DoubleType, StructField, StructType
 
@@ -23,7 +24,6 @@ from lakestream.errors import DataError
 from lakestream.io.delta import is_delta_table, read_delta, write_delta
 
 if TYPE_CHECKING:
-    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
     from lakestream.registry.models import LoadedModel
@@ -88,9 +88,8 @@ def score_with_booster(
     missing = [name for name in names if name not in frame.columns]
     if missing:
         raise DataError(f"the model needs columns {missing} that the scored rows do not have")
-    schema = StructType([*frame.schema.fields, StructField(score_column, DoubleType(), nullable=False)])
 
-    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         import numpy as np
         import xgboost as xgb
 
@@ -100,12 +99,13 @@ def score_with_booster(
             if cache_key:
                 _BOOSTERS.clear()  # keep only the version in use
                 _BOOSTERS[cache_key] = booster
-        for batch in batches:
-            values = batch[names].to_numpy(dtype=np.float32)
-            batch[score_column] = np.asarray(booster.inplace_predict(values, validate_features=False), dtype=float)
-            yield batch
+        for batch in batches:  # the struct's fields, in the model's feature order
+            values = batch.to_numpy(dtype=np.float32)
+            yield pd.Series(np.asarray(booster.inplace_predict(values, validate_features=False), dtype=float))
 
-    return frame.mapInPandas(predict, schema)
+    # only the model's inputs go to Python and only the score comes back; the other columns stay in the JVM
+    udf = F.pandas_udf(predict, DoubleType())  # type: ignore[call-overload]
+    return frame.withColumn(score_column, udf(F.struct(*[F.col(name) for name in names])))
 
 
 def assign_decisions(scored: DataFrame, *, scoring: ScoringConfig, score_column: str = SCORE) -> DataFrame:

@@ -111,7 +111,7 @@ def validate(raw: DataFrame, config: LakestreamConfig) -> DataFrame:
     """Kafka rows -> typed fields of both message kinds + `kind` and `reason`/`detail` (null when valid)."""
     topics = config.kafka.topics
     tx_schema, label_schema = transaction_event_schema(), stream_label_event_schema()
-    value = F.col("value").cast("string")
+    value = F.col("raw").cast("string")
     as_map = F.from_json(value, "map<string,string>")
     is_tx = F.col("topic") == F.lit(topics.transactions.name)
     frame = raw.select(
@@ -121,9 +121,13 @@ def validate(raw: DataFrame, config: LakestreamConfig) -> DataFrame:
         F.col("timestamp").alias("kafka_timestamp"),
         F.col("value").alias("raw"),
         F.when(is_tx, F.lit(TX)).otherwise(F.lit(LABEL)).alias("kind"),
-        as_map.alias("_raw"),
-        F.from_json(value, tx_schema).alias("_tx"),
-        F.from_json(value, label_schema).alias("_label"),
+    )
+    # parsed once per record (without the barrier, every check would re-parse the JSON: ~90 from_json per record)
+    frame = _computed_once(
+        frame,
+        _raw=as_map,
+        _tx=F.when(is_tx, F.from_json(value, tx_schema)),  # each value parsed as its own kind only
+        _label=F.when(~is_tx, F.from_json(value, label_schema)),
     )
     fields: dict[str, Column] = {}
     for name in dict.fromkeys([f.name for f in tx_schema.fields] + [f.name for f in label_schema.fields]):
@@ -135,9 +139,22 @@ def validate(raw: DataFrame, config: LakestreamConfig) -> DataFrame:
         fields[name] = typed
     frame = frame.withColumns(fields)
     checks = _checks(config, is_tx, tx_schema, label_schema)
-    reason = F.coalesce(*[F.when(condition, F.lit(code)) for code, condition, _ in checks], F.lit(None))
-    detail = F.coalesce(*[F.when(condition, text) for _, condition, text in checks], F.lit(None))
-    return frame.withColumn("reason", reason).withColumn("detail", detail).drop("_tx", "_label")
+    # the conditions are evaluated once: the index of the first failing check names the reason and the detail
+    failed = F.coalesce(*[F.when(condition, F.lit(i)) for i, (_, condition, _) in enumerate(checks)])
+    frame = _computed_once(frame, _failed=failed)
+    reason = F.coalesce(*[F.when(F.col("_failed") == i, F.lit(code)) for i, (code, _, _) in enumerate(checks)])
+    detail = F.coalesce(*[F.when(F.col("_failed") == i, text) for i, (_, _, text) in enumerate(checks)])
+    return frame.withColumn("reason", reason).withColumn("detail", detail).drop("_tx", "_label", "_failed")
+
+
+def _computed_once(frame: DataFrame, **columns: Column) -> DataFrame:
+    """frame + columns evaluated once per row.
+
+    inline() of a one-element array is a Generate, which the optimizer neither inlines through nor pushes filters
+    below when they read its output. Plain aliases get inlined into every expression that reads them (collapsed
+    projections, filters pushed down), so an expensive column would be re-evaluated once per reader.
+    """
+    return frame.select("*", F.inline(F.array(F.struct(*[c.alias(name) for name, c in columns.items()]))))
 
 
 def _checks(
@@ -228,47 +245,43 @@ def dead_letter_rows(frame: DataFrame, *, query: str) -> DataFrame:
 
 
 def operator_input(valid: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> DataFrame:
-    """Valid events -> one row per (transaction, entity) and per (chargeback, label entity)."""
+    """Valid events -> one row per (transaction, entity) and per (chargeback, label entity).
+
+    One scan of the source: each event becomes an array of its entity rows (null where its kind does not go to
+    an entity), exploded. A union of one select per entity would read and parse the Kafka batch once per entity.
+    """
     ts = F.unix_seconds(F.col("tx_datetime"))
     delay = plan.label_delay_seconds
     known = ((F.col("tx_fraud") == 1) & (F.unix_seconds(F.col("reported_at")) <= ts + F.lit(delay))).cast("int")
-    base = [
+    is_tx = F.col("kind") == TX
+    rows = add_row_features(valid, spec)
+
+    def entry(entity: str, *, kind: str) -> Column:
+        values = (
+            [F.col(c).cast("double").alias(c) for c in plan.value_columns]
+            if kind == TX
+            else [F.lit(None).cast("double").alias(c) for c in plan.value_columns]
+        )
+        fields = F.struct(
+            F.lit(entity).alias("entity"),
+            F.col(entity).cast("long").alias("entity_id"),
+            (F.lit(0) if kind == TX else known).alias("known"),
+            *values,
+        )
+        return F.when(is_tx if kind == TX else ~is_tx, fields)
+
+    entries = [entry(e, kind=TX) for e in plan.entities] + [entry(e, kind=LABEL) for e in plan.label_entities]
+    exploded = rows.select(
         F.col("transaction_id"),
         ts.alias("ts"),
         F.col("kafka_partition"),
         F.col("kafka_offset"),
         F.unix_millis(F.col("kafka_timestamp")).alias("kafka_timestamp"),
-    ]
-    parts = []
-    transactions = add_row_features(valid.where(F.col("kind") == TX), spec)
-    for entity in plan.entities:
-        parts.append(
-            transactions.select(
-                F.lit(entity).alias("entity"),
-                F.col(entity).cast("long").alias("entity_id"),
-                F.lit(TX).alias("kind"),
-                *base,
-                F.lit(0).alias("known"),
-                *[F.col(c).cast("double").alias(c) for c in plan.value_columns],
-            )
-        )
-    labels = valid.where(F.col("kind") == LABEL)
-    for entity in plan.label_entities:
-        parts.append(
-            labels.select(
-                F.lit(entity).alias("entity"),
-                F.col(entity).cast("long").alias("entity_id"),
-                F.lit(LABEL).alias("kind"),
-                *base,
-                known.alias("known"),
-                *[F.lit(None).cast("double").alias(c) for c in plan.value_columns],
-            )
-        )
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
+        F.col("kind"),
+        F.explode(F.filter(F.array(*entries), lambda e: e.isNotNull())).alias("_entry"),
+    )
     columns = [c.split(" ")[0].strip("`") for c in plan.input_schema_ddl().split(", ")]
-    return union.select(*columns)
+    return exploded.select("*", "_entry.*").select(*columns)
 
 
 def online_features(rows: DataFrame, plan: OnlinePlan, initial_state: DataFrame | None = None) -> DataFrame:
