@@ -27,6 +27,12 @@ def test_configured_topics_exist(kafka_broker: LakestreamConfig) -> None:
     assert {"transactions", "fraud-labels", "fraud-alerts"} <= set(list_topics(kafka_broker.kafka))
 
 
+def test_created_topics_are_listed_as_soon_as_ensure_topics_returns(kafka_broker: LakestreamConfig) -> None:
+    topics = [TopicConfig(name=f"it-listed-{i}", partitions=1) for i in range(6)]
+    assert ensure_topics(kafka_broker.kafka, topics) == [topic.name for topic in topics]
+    assert {topic.name for topic in topics} <= set(list_topics(kafka_broker.kafka))
+
+
 def test_produce_and_consume_with_kafka_python(kafka_broker: LakestreamConfig) -> None:
     topic = TopicConfig(name="it-python-roundtrip", partitions=1)
     ensure_topics(kafka_broker.kafka, [topic])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -118,9 +119,26 @@ def ensure_topics(kafka: KafkaConfig, topics: Iterable[TopicConfig] | None = Non
                 logger.info("topic %s appeared concurrently; keeping it", topic.name)
         for name in created:
             logger.info("created topic %s", name)
+        _wait_until_listed(admin, [topic.name for topic in wanted], kafka.bootstrap_servers)
         return created
     finally:
         admin.close()
+
+
+def _wait_until_listed(admin: KafkaAdminClient, names: list[str], servers: str, *, timeout_s: float = 30.0) -> None:
+    """Return once the metadata lists every topic named. A create is acknowledged when the controller commits it;
+    the broker answering metadata applies the record a moment later, so an immediate listing can miss a topic."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = sorted(set(names) - set(admin.list_topics()))
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"Kafka at {servers} acknowledged topics {missing} but did not list them within {timeout_s:.0f} s; "
+                "check the broker's log (`lakestream kafka status` shows where it is)"
+            )
+        time.sleep(0.1)
 
 
 def list_topics(kafka: KafkaConfig) -> list[str]:
