@@ -16,6 +16,7 @@ Every measurement is the best of ``--repeats`` after one untimed warm-up fit (JV
 Writes benchmarks/results/training.json.
 
     flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/training.py [--repeats 2] [--skip-10x]
+        [--params '{"tree_method": "hist", "max_depth": 5, "learning_rate": 0.05}' --rounds 150]
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-10x", action="store_true", help="only the fold and the 1x prequential sizes")
     parser.add_argument("--output", type=Path, default=RESULTS / "training.json")
+    parser.add_argument("--params", type=json.loads, default=PARAMS, help=f"booster parameters as JSON ({PARAMS})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("py4j", "XGBoost-PySpark"):
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     model_frame = labelled.select(*[F.col(name).cast("float").alias(name) for name in features], LABEL)
     book = build_time_split(train_start=dt.date(2018, 7, 25))
     test = select_test(labelled, split=book).select(*features, LABEL).toPandas()
-    settings = BoosterSettings(PARAMS, ROUNDS)
+    settings = BoosterSettings(args.params, args.rounds)
 
     def auc_of(booster: xgb.Booster) -> float:
         return round(compute_auc_roc(test[LABEL].to_numpy(), predict_scores(booster, test, features=features)), 6)
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "training",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "xgboost": xgb.__version__},
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "params": {**PARAMS, "num_boost_round": ROUNDS},
+        "params": {**args.params, "num_boost_round": args.rounds},
         "threads": {"single_node_nthread": 2, "spark_num_workers": 2, "spark_task_cpus": 1},
         "sizes": {},
     }

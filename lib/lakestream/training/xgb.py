@@ -105,8 +105,16 @@ def apply_imbalance(
 def booster_params(settings: BoosterSettings, *, nthread: int) -> dict[str, Any]:
     """xgboost.train parameters: the configured ones, binary logistic, pinned threads, aucpr for early stopping."""
     params = {"objective": "binary:logistic", **settings.params, "nthread": nthread}
+    return _with_metric_policy(params, settings)
+
+
+def _with_metric_policy(params: dict[str, Any], settings: BoosterSettings) -> dict[str, Any]:
+    """aucpr for early stopping; without it, no default metric: both trainers evaluate the training rows every round
+    (xgboost.spark always does), which is 1.2 s of a 9 s distributed fit on 920k rows here and used by nothing."""
     if settings.early_stopping_rounds is not None:
         params.setdefault("eval_metric", "aucpr")
+    elif "eval_metric" not in params:
+        params.setdefault("disable_default_eval_metric", 1)
     return params
 
 
@@ -216,8 +224,7 @@ def spark_estimator_params(settings: BoosterSettings) -> dict[str, Any]:
     params.setdefault("verbose", False)  # no per-round evaluation lines on stdout
     if settings.early_stopping_rounds is not None:
         params["early_stopping_rounds"] = settings.early_stopping_rounds
-        params.setdefault("eval_metric", "aucpr")
-    return params
+    return _with_metric_policy(params, settings)
 
 
 def fit_distributed(
