@@ -278,12 +278,14 @@ def land_simulation(
     return summary
 
 
-def write_silver_from_truth(spark: SparkSession, config: LakestreamConfig, *, label_delay_days: int = 7) -> int:
+def write_silver_from_truth(
+    spark: SparkSession, config: LakestreamConfig, *, label_delay_days: int | None = None
+) -> int:
     """The shortcut past ingest and clean: sim.transactions -> silver.transactions and silver.fraud_labels.
 
     Writes what the clean jobs would keep from a landing without anomalies (valid rows; every fraud reported
-    `label_delay_days` after it happened), replacing both tables, for benchmarks and tests of the stages after
-    silver. Returns the silver row count.
+    `label_delay_days` after it happened, by default the simulation's `label_delay_days`), replacing both tables,
+    for benchmarks and tests of the stages after silver. Returns the silver row count.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
@@ -300,7 +302,8 @@ def write_silver_from_truth(spark: SparkSession, config: LakestreamConfig, *, la
         mode="overwrite",
         partition_by=["tx_date"],
     )  # fmt: skip
-    reported = F.timestamp_seconds(F.unix_seconds("tx_datetime") + label_delay_days * 86_400)
+    delay = config.simulation.label_delay_days if label_delay_days is None else label_delay_days
+    reported = F.timestamp_seconds(F.unix_seconds("tx_datetime") + delay * 86_400)
     write_delta(
         truth.where(F.col("tx_fraud") == 1).select(
             "transaction_id",
