@@ -42,3 +42,43 @@ def test_the_reading_process_exits_cleanly(tmp_path: Path) -> None:
     for _ in range(5):
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
         assert (result.returncode, result.stdout.strip()) == (0, "3"), result.stderr[-2000:]
+
+
+def test_append_rows_once_commits_each_version_once(tmp_path: Path) -> None:
+    from lakestream.io.delta import append_rows_once
+    from lakestream.streaming.pipeline import metrics_rows
+
+    path = tmp_path / "stream_metrics"
+    (path / "_delta_log").mkdir(parents=True)  # a folder left without its first commit becomes a new table
+    row = {"batch_id": 0, "scored": 10, "model_name": "m", "registry_ok": True}
+    assert append_rows_once(path, metrics_rows([row]), "q-metrics", 0) is True
+    assert append_rows_once(path, metrics_rows([row]), "q-metrics", 0) is False  # a replayed batch
+    assert append_rows_once(path, metrics_rows([{**row, "batch_id": 1}]), "q-metrics", 1) is True
+    assert append_rows_once(path, metrics_rows([{**row, "batch_id": 1}]), "other-app", 1) is True
+    assert sorted(read_delta_arrow(path).column("batch_id").to_pylist()) == [0, 1, 1]
+
+
+def test_append_rows_once_honours_versions_spark_committed(tmp_path: Path, spark) -> None:
+    """Tables made idempotent by Spark's txnAppId/txnVersion stay so: the same Delta txn action is read and written."""
+    import datetime as dt
+
+    from lakestream.io.delta import append_rows_once
+    from lakestream.streaming.pipeline import metrics_rows, metrics_schema
+
+    path = tmp_path / "stream_metrics"
+    first = {"batch_id": 3, "started_at": dt.datetime(2018, 7, 1, 12), "scored": 5, "feature_set": "fraud_v2"}
+    (
+        spark.createDataFrame([first], schema=metrics_schema())
+        .write.format("delta")
+        .mode("append")
+        .option("txnAppId", "q-metrics")
+        .option("txnVersion", "3")
+        .save(str(path))
+    )
+    assert append_rows_once(path, metrics_rows([first]), "q-metrics", 3) is False
+    assert append_rows_once(path, metrics_rows([{**first, "batch_id": 4}]), "q-metrics", 4) is True
+    rows = spark.read.format("delta").load(str(path)).orderBy("batch_id").collect()
+    assert [(r.batch_id, r.started_at, r.scored, r.feature_set) for r in rows] == [
+        (3, dt.datetime(2018, 7, 1, 12), 5, "fraud_v2"),
+        (4, dt.datetime(2018, 7, 1, 12), 5, "fraud_v2"),
+    ]

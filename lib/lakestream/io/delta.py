@@ -42,6 +42,37 @@ def read_delta_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Tab
     return table.to_pyarrow_table(columns=wanted, filesystem=filesystem)
 
 
+def append_rows_once(path: Path, rows: pa.Table, app_id: str, version: int) -> bool:
+    """Append a few rows without a Spark job, once per (app_id, version); False if that version was committed.
+
+    The commit carries a Delta `txn` action, the same one Spark's txnAppId/txnVersion options write, so a table kept
+    idempotent by either writer stays so under the other. For small rows written by one driver (a stream's per-batch
+    metrics): a Spark write of one row costs a job and a snapshot update, 1.4-2.1 s per micro-batch here.
+    """
+    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+    from deltalake.exceptions import TableNotFoundError
+
+    table: DeltaTable | None = None
+    if is_delta_table(path):
+        try:
+            table = DeltaTable(str(path))
+        except TableNotFoundError:  # a log folder without its first commit: written below as a new table
+            table = None
+    if table is not None:
+        committed = table.transaction_version(app_id)
+        if committed is not None and committed >= version:
+            logger.info("%s: version %d of %s already committed; skipped", path.name, version, app_id)
+            return False
+    path.mkdir(parents=True, exist_ok=True)
+    write_deltalake(
+        table if table is not None else str(path),
+        rows,
+        mode="append",
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)]),
+    )
+    return True
+
+
 def read_delta(spark: SparkSession, path: Path, *, version: int | None = None) -> DataFrame:
     """Read a Delta table by path, optionally as of a version (time travel)."""
     reader = spark.read.format("delta")

@@ -29,13 +29,14 @@ from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.errors import ConfigError, DataError
 from lakestream.features.batch import add_derived_features, add_row_features
-from lakestream.io.delta import is_delta_table, read_delta
+from lakestream.io.delta import append_rows_once, is_delta_table, read_delta
 from lakestream.io.kafka import spark_kafka_options
 from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
 from lakestream.quality import rules
 from lakestream.streaming.online_features import DUPLICATE, LABEL, OK, TX, OnlineFeatureProcessor, OnlinePlan
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import Column, DataFrame, GroupedData, SparkSession
     from pyspark.sql.streaming import StreamingQuery
     from pyspark.sql.types import StructType
@@ -487,14 +488,8 @@ class BatchWriter:
             "registry_ok": self.models.registry_ok,
             "feature_set": self.spec.name,
         }
-        spark = out.sparkSession
-        with self._step("metrics"):
-            _append(
-                spark.createDataFrame([metrics], schema=metrics_schema()),
-                metrics_path(config),
-                f"{app_id}-metrics",
-                batch_id,
-            )
+        with self._step("metrics"):  # one row: written from the driver without a Spark job, idempotent as _append
+            append_rows_once(metrics_path(config), metrics_rows([metrics]), f"{app_id}-metrics", batch_id)
         self.batches += 1
         logger.info(
             "batch %d: %d scored (%d duplicates, %d late, %d alerts) with %s v%s in %d ms; latency p50 %s ms p99 %s ms"
@@ -520,6 +515,16 @@ class BatchWriter:
             yield
         finally:
             self.steps[name] = round((time.perf_counter() - begin) * 1000)
+
+
+def metrics_rows(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows of gold.stream_metrics as Arrow, every column nullable as in the tables Spark writes."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(metrics_schema(), timezone="UTC")
+    schema = pa.schema([field.with_nullable(True) for field in schema])
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def metrics_schema() -> StructType:
