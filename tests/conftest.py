@@ -52,10 +52,15 @@ def config(lakestream_environment: Path) -> LakestreamConfig:
 
 @pytest.fixture(scope="session")
 def spark(config: LakestreamConfig):
-    """One local[2] Spark session with Delta and the Kafka connector for the whole test session."""
+    """One local[2] Spark session with Delta and the Kafka connector for the whole test session.
+
+    It runs for the whole session, so it keeps the JIT's optimizing compiler that the test configuration turns
+    off for short spark-submit jobs (spark.java_options).
+    """
     from lakestream.spark import build_spark_session
 
-    session = build_spark_session(config, "tests", extra_conf={"spark.sql.shuffle.partitions": "2"})
+    long_lived = config.model_copy(update={"spark": config.spark.model_copy(update={"java_options": ""})})
+    session = build_spark_session(long_lived, "tests", extra_conf={"spark.sql.shuffle.partitions": "2"})
     yield session
     session.stop()
 

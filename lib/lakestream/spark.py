@@ -37,6 +37,7 @@ def worker_python() -> str:
 def spark_settings(config: LakestreamConfig) -> dict[str, str]:
     """Every spark.* setting Lakestream needs, from configuration; shared by sessions and spark-submit."""
     jars = list_jars(config.spark.jars_dir, what="Spark (Delta, Kafka connector)")
+    java_options = " ".join(option for option in ("-Duser.timezone=UTC", config.spark.java_options.strip()) if option)
     settings = {
         "spark.jars": ",".join(str(jar) for jar in jars),
         "spark.driver.memory": config.spark.driver_memory,
@@ -46,8 +47,8 @@ def spark_settings(config: LakestreamConfig) -> dict[str, str]:
         "spark.sql.catalogImplementation": "in-memory",
         "spark.sql.warehouse.dir": str(config.paths.state_dir / "warehouse"),
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": java_options,
+        "spark.executor.extraJavaOptions": java_options,
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",

@@ -37,3 +37,11 @@ def test_missing_jars_tell_the_user_to_run_setup(tmp_path: Path) -> None:
     config = load_config("local", environ={"LAKESTREAM__SPARK__JARS_DIR": str(tmp_path / "none")})
     with pytest.raises(SetupError, match=r"run `make setup`"):
         spark_settings(config)
+
+
+def test_java_options_follow_the_utc_default_on_driver_and_executors() -> None:
+    plain = spark_settings(load_config("local"))
+    assert plain["spark.driver.extraJavaOptions"] == "-Duser.timezone=UTC"
+    tuned = spark_settings(load_config("local", environ={"LAKESTREAM__SPARK__JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}))
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        assert tuned[key] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
