@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812
 from stream_harness import stream_config, train_champion
 
 from lakestream.io.delta import read_delta
+from lakestream.io.kafka import spark_kafka_options
 from lakestream.registry.models import CHAMPION, load_model_version, resolve_version
 from lakestream.streaming.parity import compare_with_batch, parity_holds
 from lakestream.streaming.pipeline import metrics_path, scores_path
@@ -58,3 +60,27 @@ def test_metrics_rows_describe_every_batch(spark: SparkSession, parity_run: Lake
     scored = read_delta(spark, scores_path(parity_run)).count()
     assert sum(r["scored"] for r in rows) == scored
     assert all(r["latency_p99_ms"] is not None and r["registry_ok"] for r in rows if r["scored"])
+
+
+def test_the_alerts_topic_holds_each_flagged_row_once(spark: SparkSession, parity_run: LakestreamConfig) -> None:
+    """No restart here, so at-least-once delivers exactly once: one record per review/block row, keyed by its id."""
+    records = (
+        spark.read.format("kafka")
+        .options(**spark_kafka_options(parity_run.kafka))
+        .option("subscribe", parity_run.kafka.topics.fraud_alerts.name)
+        .option("startingOffsets", "earliest")
+        .load()
+        .select(
+            F.col("key").cast("string").alias("key"),
+            F.get_json_object(F.col("value").cast("string"), "$.decision").alias("decision"),
+            F.get_json_object(F.col("value").cast("string"), "$.transaction_id").alias("transaction_id"),
+        )
+        .collect()
+    )
+    flagged = read_delta(spark, scores_path(parity_run)).where(F.col("decision") != "approve").collect()
+    assert len(flagged) > 0
+    assert len(records) == len(flagged)
+    assert all(r["key"] == r["transaction_id"] for r in records)
+    assert {r["key"]: r["decision"] for r in records} == {str(r["transaction_id"]): r["decision"] for r in flagged}
+    metrics = read_delta(spark, metrics_path(parity_run)).agg(F.sum("alerts")).first()[0]
+    assert metrics == len(flagged)

@@ -1,0 +1,51 @@
+"""A micro-batch's counts and latency quantiles, from the three small jobs the stream runs per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import SparkSession
+
+from lakestream.streaming.online_features import DUPLICATE, OK
+from lakestream.streaming.pipeline import _batch_stats, _latencies
+
+T0 = dt.datetime(2018, 5, 8, 10, 0, 0, tzinfo=dt.UTC)
+
+
+def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSession) -> None:
+    appended = [T0 + dt.timedelta(milliseconds=10 * i) for i in range(100)]  # Kafka append times, 10 ms apart
+    scored = spark.createDataFrame(
+        [(i, "block" if i % 10 == 0 else "approve", at) for i, at in enumerate(appended)],
+        "transaction_id long, decision string, kafka_timestamp timestamp",
+    )
+    transactions = spark.createDataFrame(
+        [(i, i % 2, 1000 + i, False) for i in range(100)] + [(100, 0, 10, True), (101, 1, 11, True)],
+        "transaction_id long, kafka_partition int, ts long, _late boolean",
+    )
+    out = spark.createDataFrame(
+        [(i, "customer_id", OK) for i in range(102)]
+        + [(i, "terminal_id", OK) for i in range(102)]
+        + [(7, "customer_id", DUPLICATE), (7, "terminal_id", DUPLICATE), (8, "terminal_id", DUPLICATE)],
+        "transaction_id long, entity string, status string",
+    )
+    stats = _batch_stats(scored, transactions, out, "customer_id")
+    assert stats["scored"] == 100
+    assert stats["alerts"] == 10
+    assert stats["late"] == 2
+    assert stats["duplicates"] == 1  # counted on the primary entity's rows only
+    assert stats["input"] == 103
+    assert stats["max_ts"] == {0: 1098, 1: 1099}
+    finished = appended[-1] + dt.timedelta(milliseconds=10)
+    latency = _latencies(stats["appended"], finished)
+    assert latency["p50"] in (500, 510)  # the middle append time, 50 steps of 10 ms before the end
+    assert latency["p95"] in (950, 960)
+    assert latency["p99"] in (990, 1000)
+    assert latency["p50"] <= latency["p95"] <= latency["p99"]
+
+
+def test_a_batch_without_scored_rows_has_no_latency() -> None:
+    assert _latencies({"p50": None, "p95": None, "p99": None}, dt.datetime.now(dt.UTC)) == {
+        "p50": None,
+        "p95": None,
+        "p99": None,
+    }
