@@ -34,6 +34,7 @@ from lakestream.io.kafka import spark_kafka_options
 from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
 from lakestream.quality import rules
 from lakestream.streaming.online_features import DUPLICATE, LABEL, OK, TX, OnlineFeatureProcessor, OnlinePlan
+from lakestream.streaming.replay import transaction_fields
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -649,11 +650,7 @@ def send_alerts(scored: DataFrame, config: LakestreamConfig) -> None:
     """review/block rows -> the fraud-alerts topic, keyed by transaction id (at-least-once)."""
     payload = F.to_json(
         F.struct(
-            "transaction_id",
-            F.date_format("tx_datetime", TIMESTAMP_FORMAT).alias("tx_datetime"),
-            "customer_id",
-            "terminal_id",
-            "tx_amount",
+            *transaction_fields(),
             "score",
             "decision",
             "model_version",

@@ -19,7 +19,7 @@ from lakestream.io.kafka import ensure_topics, spark_kafka_options
 from lakestream.io.schemas import TIMESTAMP_FORMAT
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from lakestream.config.models import LakestreamConfig
 
@@ -47,17 +47,20 @@ def span_events(
     return transactions, labels
 
 
+def transaction_fields() -> list[Column | str]:
+    """The JSON fields of a transaction event, in order (alerts start with them too)."""
+    return [
+        "transaction_id",
+        F.date_format("tx_datetime", TIMESTAMP_FORMAT).alias("tx_datetime"),
+        "customer_id",
+        "terminal_id",
+        "tx_amount",
+    ]
+
+
 def transaction_messages(transactions: DataFrame) -> DataFrame:
     """Silver transactions -> (key, value, _ts) of the transactions topic."""
-    value = F.to_json(
-        F.struct(
-            "transaction_id",
-            F.date_format("tx_datetime", TIMESTAMP_FORMAT).alias("tx_datetime"),
-            "customer_id",
-            "terminal_id",
-            "tx_amount",
-        )
-    )
+    value = F.to_json(F.struct(*transaction_fields()))
     # keyed by card: one customer's transactions share a partition, hence their order
     return transactions.select(
         F.col("customer_id").cast("string").alias("key"), value.alias("value"), F.col("tx_datetime").alias("_ts")
