@@ -468,7 +468,6 @@ class BatchWriter:
                 scored.unpersist()
         finally:
             transactions.unpersist()
-        alerts = stats["alerts"]
         latency = _latencies(stats["appended"], finished)
         for partition, newest in stats["max_ts"].items():
             self.high_water[partition] = max(newest, self.high_water.get(partition, newest))
@@ -481,7 +480,7 @@ class BatchWriter:
             "scored": stats["scored"],
             "duplicates": stats["duplicates"],
             "late": stats["late"],
-            "alerts": alerts,
+            "alerts": stats["alerts"],
             "latency_p50_ms": latency["p50"],
             "latency_p95_ms": latency["p95"],
             "latency_p99_ms": latency["p99"],
@@ -501,7 +500,7 @@ class BatchWriter:
             stats["scored"],
             stats["duplicates"],
             stats["late"],
-            alerts,
+            stats["alerts"],
             model.name,
             model.version,
             metrics["duration_ms"],
@@ -612,9 +611,19 @@ def score_transactions(
     )
 
 
+def _primary_duplicates(out: DataFrame, primary: str) -> DataFrame:
+    """Operator rows of transactions already scored, one per transaction (the primary entity's)."""
+    return out.where((F.col("status") == DUPLICATE) & (F.col("entity") == primary))
+
+
+def _is_alert() -> Column:
+    """The rows that go to the alerts topic: every decision but approve."""
+    return F.col("decision") != "approve"
+
+
 def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str, topic: str) -> DataFrame:
     """Duplicates (from the primary entity's rows) and late transactions -> dead-letter rows."""
-    duplicates = out.where((F.col("status") == DUPLICATE) & (F.col("entity") == primary)).select(
+    duplicates = _primary_duplicates(out, primary).select(
         "transaction_id",
         "ts",
         "kafka_partition",
@@ -658,7 +667,7 @@ def send_alerts(scored: DataFrame, config: LakestreamConfig) -> None:
         )
     )
     (
-        scored.where(F.col("decision") != "approve")
+        scored.where(_is_alert())
         .select(F.col("transaction_id").cast("string").alias("key"), payload.alias("value"))
         .write.format("kafka")
         .options(**spark_kafka_options(config.kafka))
@@ -675,7 +684,7 @@ def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, pri
     """The batch's counts in three jobs over cached rows: scored rows, their transactions, the operator's rows."""
     row = scored.agg(
         F.count(F.lit(1)).alias("scored"),
-        F.count(F.when(F.col("decision") != "approve", 1)).alias("alerts"),
+        F.count(F.when(_is_alert(), 1)).alias("alerts"),
         F.percentile_approx(F.unix_millis("kafka_timestamp"), list(_LATENCY_QUANTILES.values()), 1000).alias("t"),
     ).first()
     partitions = (
@@ -683,7 +692,7 @@ def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, pri
         .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_late").cast("int")).alias("late"), F.max("ts").alias("ts"))
         .collect()
     )
-    duplicates = out.where((F.col("status") == DUPLICATE) & (F.col("entity") == primary)).count()
+    duplicates = _primary_duplicates(out, primary).count()
     return {
         "scored": int(row["scored"]),
         "alerts": int(row["alerts"]),
