@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def test_merge_upserts_and_time_travel_reads_the_old_version(spark: SparkSession
         read_delta(spark, table, version=0),
         spark.createDataFrame(_rows((1, 10.0, "2018-04-01"), (2, 20.0, "2018-04-01")), SCHEMA),
     )
+
+
+def test_table_version_agrees_with_the_history_across_checkpoints(spark: SparkSession, table: Path) -> None:
+    write_delta(spark.createDataFrame(_rows((0, 0.0, "2018-04-01")), SCHEMA), table)
+    spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES ('delta.checkpointInterval' = '2')")
+    for index in range(1, 4):
+        write_delta(spark.createDataFrame(_rows((index, float(index), "2018-04-01")), SCHEMA), table, mode="append")
+    assert any(name.endswith(".checkpoint.parquet") for name in os.listdir(table / "_delta_log"))
+    history = DeltaTable.forPath(spark, str(table)).history(1).select("version").first()[0]
+    assert table_version(spark, table) == history == 4
 
 
 def test_check_constraint_rejects_a_bad_row_and_keeps_the_table(spark: SparkSession, table: Path) -> None:

