@@ -183,7 +183,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
         .withColumn("tx_datetime", F.col("tx_datetime").cast("timestamp"))
         .withColumn("reported_at", F.col("reported_at").cast("timestamp"))
     )
-    features = compute_features(source, spec=spec)
+    features = compute_features(source, spec=spec, start=start)
     if start is not None and end is not None:
         features = select_days(features, start=start, end=end)
     written = Observation("rows")

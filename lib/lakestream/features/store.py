@@ -107,7 +107,9 @@ def build_feature_table(
             spec.source.id, spec.source.label, spec.source.label_reported_at
         )
     source = join_labels(transactions.select(*spec.source.columns, "tx_date"), labels, spec=spec)
-    features = add_lineage(select_days(compute_features(source, spec=spec), start=start, end=end), spec=spec)
+    features = add_lineage(
+        select_days(compute_features(source, spec=spec, start=start), start=start, end=end), spec=spec
+    )
     path = feature_table_path(config, spec)
     lineage = {
         "feature_set": spec.name,
