@@ -46,12 +46,12 @@ def compute_features(events: DataFrame, *, spec: FeatureSetSpec, start: dt.date 
     columns = frame.columns
     groups = list(spec.windows)
     if start is not None:
-        groups.sort(key=_group_lookback_seconds, reverse=True)
+        groups.sort(key=lambda group: group.lookback_days, reverse=True)
         start_ts = calendar.timegm(start.timetuple())
     kept_from = None
     for group in groups:
         if start is not None:
-            needed = start_ts - _group_lookback_seconds(group)
+            needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
             if kept_from is None or needed > kept_from:  # a filter between window stages: never pushed below them
                 frame = frame.where(F.col(TS) > F.lit(needed))
                 kept_from = needed
@@ -63,11 +63,6 @@ def compute_features(events: DataFrame, *, spec: FeatureSetSpec, start: dt.date 
     frame = add_derived_features(frame, spec)
     helpers = [c for c in frame.columns if c.startswith("_")]
     return frame.drop(*helpers, source.label, source.label_reported_at)
-
-
-def _group_lookback_seconds(group: WindowGroup) -> int:
-    """How far before a row its group's frames reach: (t - delay - longest window, t]."""
-    return round((group.delay_days + max(group.windows_days)) * SECONDS_PER_DAY)
 
 
 def add_row_features(frame: DataFrame, spec: FeatureSetSpec) -> DataFrame:

@@ -68,6 +68,11 @@ class WindowGroup(_Spec):
     ties: Literal["earlier_only", "all"] = "earlier_only"  # rows in the same second: only earlier ids count
     aggregations: tuple[Aggregation, ...] = Field(min_length=1)
 
+    @property
+    def lookback_days(self) -> float:
+        """How far before a row the group's frames reach: longest window + delay."""
+        return max(self.windows_days) + self.delay_days
+
     def expanded(self) -> list[tuple[float, Aggregation, str]]:
         """(window_days, aggregation, feature name) for every window x aggregation."""
         result = []
@@ -119,7 +124,7 @@ class FeatureSetSpec(_Spec):
     @property
     def lookback_days(self) -> float:
         """How far back a computation must read to get every window right: longest window + its delay."""
-        return max((max(group.windows_days) + group.delay_days for group in self.windows), default=0.0)
+        return max((group.lookback_days for group in self.windows), default=0.0)
 
     def window_feature_names(self) -> list[str]:
         """Names of every window feature, in declaration order."""
