@@ -86,6 +86,15 @@ KITCHEN_SINK = FeatureSetSpec.model_validate(
         "model_inputs": ["tx_amount", "T_RISK_1"],
     }
 )
+# The same features over amounts declared fixed-point (2 decimals): sums and means from exact running totals.
+KITCHEN_SINK_CENTS = FeatureSetSpec.model_validate(
+    {**KITCHEN_SINK.model_dump(), "name": "kitchen_sink_cents", "source": {"fixed_point": {"tx_amount": 2}}}
+)
+
+
+def _spec(name: str) -> FeatureSetSpec:
+    specs = {spec.name: spec for spec in (KITCHEN_SINK, KITCHEN_SINK_CENTS)}
+    return specs[name] if name in specs else load_feature_set(feature_set_path(FEATURES_DIR, name))
 
 
 def _tx(  # noqa: PLR0917 - a compact row builder reads best positionally
@@ -159,16 +168,14 @@ def _assert_equal_to_reference(spark: SparkSession, rows: list[dict], spec: Feat
                 assert math.isclose(got, ref, rel_tol=1e-9, abs_tol=1e-9), (row["transaction_id"], name, got, ref)
 
 
-@pytest.mark.parametrize("spec_name", ["kitchen_sink", "fraud_v1", "fraud_v2"])
+@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents", "fraud_v1", "fraud_v2"])
 def test_edges_match_the_reference(spark: SparkSession, spec_name: str) -> None:
-    spec = KITCHEN_SINK if spec_name == "kitchen_sink" else load_feature_set(feature_set_path(FEATURES_DIR, spec_name))
-    _assert_equal_to_reference(spark, edge_rows(), spec)
+    _assert_equal_to_reference(spark, edge_rows(), _spec(spec_name))
 
 
-@pytest.mark.parametrize("spec_name", ["kitchen_sink", "fraud_v1"])
+@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents", "fraud_v1"])
 def test_random_data_matches_the_reference(spark: SparkSession, spec_name: str) -> None:
-    spec = KITCHEN_SINK if spec_name == "kitchen_sink" else load_feature_set(feature_set_path(FEATURES_DIR, spec_name))
-    _assert_equal_to_reference(spark, random_rows(300, seed=7), spec)
+    _assert_equal_to_reference(spark, random_rows(300, seed=7), _spec(spec_name))
 
 
 def test_hand_computed_values(spark: SparkSession) -> None:
@@ -218,15 +225,17 @@ def test_point_in_time_no_leakage(spark: SparkSession) -> None:
             assert left[tid][name] == pytest.approx(right[tid][name], rel=1e-12, abs=1e-12), (tid, name)
 
 
-def test_a_build_from_start_equals_the_whole_history_on_its_days(spark: SparkSession) -> None:
+@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents"])
+def test_a_build_from_start_equals_the_whole_history_on_its_days(spark: SparkSession, spec_name: str) -> None:
     """compute_features(start=...) drops each window group's older rows before it runs: the days >= start
-    must keep exactly the values of a computation over the whole history."""
+    must keep exactly the values of a computation over the whole history (running totals included)."""
+    spec = _spec(spec_name)
     rows = random_rows(400, seed=5)
     start = (T0 + dt.timedelta(days=14)).date()
-    first = start - dt.timedelta(days=math.ceil(KITCHEN_SINK.lookback_days))
+    first = start - dt.timedelta(days=math.ceil(spec.lookback_days))
     read = [row for row in rows if row["tx_datetime"].date() >= first]
-    full = compute_features(spark.createDataFrame(rows, SCHEMA), spec=KITCHEN_SINK)
-    since = compute_features(spark.createDataFrame(read, SCHEMA), spec=KITCHEN_SINK, start=start)
+    full = compute_features(spark.createDataFrame(rows, SCHEMA), spec=spec)
+    since = compute_features(spark.createDataFrame(read, SCHEMA), spec=spec, start=start)
     assert since.columns == full.columns  # the declared column order, although the groups ran in another
     wanted = [row["transaction_id"] for row in rows if row["tx_datetime"].date() >= start]
     left = {r["transaction_id"]: r for r in full.where(full.transaction_id.isin(wanted)).collect()}

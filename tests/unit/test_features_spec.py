@@ -147,6 +147,8 @@ def test_unknown_feature_set_lists_the_available_ones() -> None:
             },
             r"agg 'mean' needs a column",
         ),
+        ({"source": {"fixed_point": {"amount": 2}}}, r"source.fixed_point names 'amount', not one of"),
+        ({"source": {"fixed_point": {"tx_amount": 9}}}, r"source.fixed_point.tx_amount: 9 decimals; expected 0 to 6"),
     ],
 )
 def test_nonsense_specs_are_refused(tmp_path: Path, change: dict[str, Any], message: str) -> None:

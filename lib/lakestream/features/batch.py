@@ -9,6 +9,8 @@ the epoch second of each row, partitioned by the entity:
   with a smaller transaction id; count, sum, mean and stddev subtract the later peers' contributions.
 - Label aggregations read ``label_known``: the label of a row counts only if it was reported within the
   label delay, so a feature at time t never uses a label reported after t (point-in-time correct).
+- Counts, label sums and sums of fixed-point columns (``source.fixed_point``, e.g. amounts in cents) are
+  differences of running totals (O(1) per row, exact); other sums re-add the frame's rows (O(frame) per row).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
             result = _moment_aggregate(
                 aggregation,
                 value,
+                decimals=_exact_decimals(aggregation, spec),
                 entity_order=entity_order,
                 lower=-(delay + width),
                 upper=-delay,
@@ -190,10 +193,18 @@ def _aggregation_input(aggregation: Aggregation) -> Column:
     return F.col(aggregation.column).cast("double")
 
 
+def _exact_decimals(aggregation: Aggregation, spec: FeatureSetSpec) -> int | None:
+    """N when the input's window sums are exact integer sums of value * 10^N (labels, counts, fixed-point columns)."""
+    if aggregation.on_label or aggregation.column is None:
+        return 0
+    return spec.source.fixed_point.get(aggregation.column)
+
+
 def _moment_aggregate(
     aggregation: Aggregation,
     value: Column,
     *,
+    decimals: int | None,
     entity_order: Window,
     lower: int,
     upper: int,
@@ -202,34 +213,45 @@ def _moment_aggregate(
 ) -> Column:
     """count / sum / mean / stddev over (t + lower, t + upper], minus excluded rows.
 
-    Counts come from running totals (frames from UNBOUNDED PRECEDING grow incrementally, O(1) per row,
-    and integer differences are exact). Sums come from the window's own rows: a difference of running
-    float sums would depend on how much history was read, and an incremental day must equal a full
-    recompute bit for bit.
+    Counts, and sums of integers (labels, fixed-point amounts as value * 10^decimals), are differences of running
+    totals: frames from UNBOUNDED PRECEDING grow incrementally (O(1) per row) and integer differences are exact,
+    whatever history was read. Sums of other doubles (and stddev's squares) come from the window's own rows: a
+    difference of running float sums would depend on how much history was read, and an incremental day must equal
+    a full recompute bit for bit.
     """
 
-    def running_count(bound: int) -> Column:
-        return F.count(F.lit(1)).over(entity_order.rangeBetween(Window.unboundedPreceding, bound))
+    def running(bound: int, column: Column) -> Column:
+        return F.sum(column).over(entity_order.rangeBetween(Window.unboundedPreceding, bound))
+
+    def exact_sum(column: Column) -> Column:
+        return F.coalesce(running(upper, column), F.lit(0)) - F.coalesce(running(lower, column), F.lit(0))
 
     window = entity_order.rangeBetween(lower + 1, upper)
     one = F.lit(1)
-    count = running_count(upper) - running_count(lower)
-    total = F.coalesce(F.sum(value).over(window), F.lit(0.0))
+    count = exact_sum(one)
+    if decimals is not None:  # integer units (cents for 2 decimals): exact sums
+        units = F.round(value * F.lit(10**decimals)).cast("long")
+        total = exact_sum(units)
+    else:
+        units = value
+        total = F.coalesce(F.sum(value).over(window), F.lit(0.0))
     squares = F.coalesce(F.sum(value * value).over(window), F.lit(0.0))
     if later_peers is not None:
         count = count - F.count(one).over(later_peers)
-        total = total - F.coalesce(F.sum(value).over(later_peers), F.lit(0.0))
+        total = total - F.coalesce(F.sum(units).over(later_peers), F.lit(0))
         squares = squares - F.coalesce(F.sum(value * value).over(later_peers), F.lit(0.0))
     if exclude_current:
         count = count - 1
-        total = total - value
+        total = total - units
         squares = squares - value * value
+    scale = float(10**decimals) if decimals is not None else 1.0
     if aggregation.agg == "count":
         return count
     if aggregation.agg == "sum":
-        return F.when(count > 0, total)
+        return F.when(count > 0, total / F.lit(scale))
     if aggregation.agg == "mean":
-        return F.when(count > 0, total / count)
+        return F.when(count > 0, total / (count * F.lit(scale)))  # one rounding: exact total over exact divisor
     # stddev: sample standard deviation (ddof = 1), as pandas' rolling std
-    variance = (squares - total * total / count) / (count - 1)
+    mean_total = total / F.lit(scale)
+    variance = (squares - mean_total * mean_total / count) / (count - 1)
     return F.when(count > 1, F.sqrt(F.greatest(variance, F.lit(0.0))))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lakestream.errors import ConfigError
 
 SECONDS_PER_DAY = 86_400
+MAX_FIXED_POINT_DECIMALS = 6  # 10^6 * value still leaves room for long running totals
 
 AggKind = Literal["count", "sum", "mean", "min", "max", "stddev", "last", "time_since_last"]
 # Aggregations that read a source column (count and time_since_last do not).
@@ -36,6 +37,21 @@ class SourceSpec(_Spec):
     columns: tuple[str, ...] = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount")
     label: str = "tx_fraud"
     label_reported_at: str = "reported_at"
+    # Columns holding fixed-point values (amounts in a currency with N decimals): window sums and means over them
+    # add the integers value * 10^N, exact whatever the order or the history read, so the engine keeps running
+    # totals (O(1) per row) instead of re-adding each frame. A value with more than N decimals is rounded to N.
+    fixed_point: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fixed_point_columns(self) -> SourceSpec:
+        for column, decimals in self.fixed_point.items():
+            if column not in self.columns:
+                raise ValueError(f"source.fixed_point names {column!r}, not one of source.columns {list(self.columns)}")
+            if not 0 <= decimals <= MAX_FIXED_POINT_DECIMALS:
+                raise ValueError(
+                    f"source.fixed_point.{column}: {decimals} decimals; expected 0 to {MAX_FIXED_POINT_DECIMALS}"
+                )
+        return self
 
 
 class Aggregation(_Spec):
