@@ -32,7 +32,14 @@ Status = TypeVar("Status", "ServiceStatus", "ClusterStatus")  # what `lakestream
 
 
 def _cmd_setup_jars(args: argparse.Namespace, config: LakestreamConfig) -> int:
-    from lakestream.platform.jars import JarSet, check_java, check_maven, pyspark_jars_dir, resolve_jar_set
+    from lakestream.platform.jars import (
+        JarSet,
+        build_local_fs_jar,
+        check_java,
+        check_maven,
+        pyspark_jars_dir,
+        resolve_jar_set,
+    )
 
     print(f"java:  {check_java()}")
     print(f"maven: {check_maven().splitlines()[0]}")
@@ -44,6 +51,8 @@ def _cmd_setup_jars(args: argparse.Namespace, config: LakestreamConfig) -> int:
     for jar_set in sets:
         jars = resolve_jar_set(jar_set, force=args.force)
         print(f"{jar_set.name:>5} jars: {len(jars)} in {jar_set.target}")
+    local_fs = build_local_fs_jar(config.spark.local_fs_jar, force=args.force)
+    print(f"local fs jar: {local_fs or 'not built (no javac); Hadoop default local file system'}")
     return 0
 
 
@@ -319,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     setup = sub.add_parser("setup", help="resolve local prerequisites").add_subparsers(dest="what", required=True)
-    jars = setup.add_parser("jars", help="resolve the JVM jars (Delta, Kafka connector, Kafka broker) with Maven")
+    jars = setup.add_parser(
+        "jars", help="resolve the JVM jars (Delta, Kafka connector, Kafka broker) with Maven; compile the local FS jar"
+    )
     jars.add_argument("--force", action="store_true", help="resolve again even if up to date")
     jars.set_defaults(handler=_cmd_setup_jars)
 

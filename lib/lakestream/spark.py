@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakestream.config.models import LakestreamConfig
-from lakestream.platform.jars import list_jars
+from lakestream.platform.jars import LOCAL_FS_CLASS, LOCAL_FS_CONTEXT_CLASS, list_jars
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -34,8 +34,12 @@ def worker_python() -> str:
     return os.environ.get("PYSPARK_PYTHON") or sys.executable
 
 
-def spark_settings(config: LakestreamConfig) -> dict[str, str]:
-    """Every spark.* setting Lakestream needs, from configuration; shared by sessions and spark-submit."""
+def spark_settings(config: LakestreamConfig, *, master: str | None = None) -> dict[str, str]:
+    """Every spark.* setting Lakestream needs, from configuration; shared by sessions and spark-submit.
+
+    `master` (default: the configured one) decides the local-only settings: with a local master the driver JVM
+    is the only JVM, and gets the java.nio local file system (see ``local_fs_settings``).
+    """
     jars = list_jars(config.spark.jars_dir, what="Spark (Delta, Kafka connector)")
     java_options = " ".join(option for option in ("-Duser.timezone=UTC", config.spark.java_options.strip()) if option)
     settings = {
@@ -57,8 +61,30 @@ def spark_settings(config: LakestreamConfig) -> dict[str, str]:
         "spark.pyspark.python": worker_python(),
         "spark.databricks.delta.snapshotPartitions": str(max(config.spark.shuffle_partitions, 1)),
     }
+    if (master or config.spark.master).startswith("local"):
+        settings.update(local_fs_settings(config))
     settings.update(config.spark.conf)
     return settings
+
+
+def local_fs_settings(config: LakestreamConfig) -> dict[str, str]:
+    """file:// through Lakestream's java.nio local file system, when enabled and built (`make setup`).
+
+    Without Hadoop's native library every file and folder a local job creates costs a `chmod` child process
+    (hundreds per partitioned Delta write, more in streaming checkpoints). The jar goes on the driver's class path:
+    with a local master the executors run in that JVM. Without the jar, Hadoop's default stays (a log line says so).
+    """
+    jar = config.spark.local_fs_jar
+    if not config.spark.nio_local_fs:
+        return {}
+    if not jar.is_file():
+        logger.info("no %s (built by `make setup` with javac): Hadoop's default local file system", jar)
+        return {}
+    return {
+        "spark.driver.extraClassPath": str(jar),
+        "spark.hadoop.fs.file.impl": LOCAL_FS_CLASS,
+        "spark.hadoop.fs.AbstractFileSystem.file.impl": LOCAL_FS_CONTEXT_CLASS,
+    }
 
 
 def build_spark_session(
@@ -139,7 +165,7 @@ def build_submit_command(
     name: str | None = None,
 ) -> list[str]:
     """The spark-submit command that runs `script` with exactly the settings a session would get."""
-    settings = spark_settings(config)
+    settings = spark_settings(config, master=master)
     command = [
         str(spark_submit_executable()),
         "--master",

@@ -105,3 +105,25 @@ def test_tables_are_reachable_by_name_after_registration(
         spark.sql(f"SELECT id, amount FROM it.{table.name}"),
         spark.createDataFrame([(7, 70.0)], "id BIGINT, amount DOUBLE"),
     )
+
+
+def test_local_files_are_written_through_the_nio_file_system(spark: SparkSession, table: Path) -> None:
+    """The session's file:// is Lakestream's java.nio local FS (no chmod process per file); files keep the umask."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    uri = jvm.java.net.URI("file:///")
+    file_system = jvm.org.apache.hadoop.fs.FileSystem.get(uri, conf)
+    assert file_system.getClass().getName() == "io.lakestream.hadoop.NioLocalFileSystem"
+    context_fs = jvm.org.apache.hadoop.fs.FileContext.getFileContext(uri, conf).getDefaultFileSystem()
+    assert context_fs.getClass().getName() == "io.lakestream.hadoop.NioLocalFs"
+    df = spark.createDataFrame(_rows((1, 10.0, "2018-04-01"), (2, 20.5, "2018-04-02")), SCHEMA)
+    write_delta(df, table, mode="overwrite", partition_by=["day"])
+    assertDataFrameEqual(read_delta(spark, table), df)
+    umask = os.umask(0)
+    os.umask(umask)
+    data_files = list(table.glob("day=*/*.parquet"))
+    assert data_files
+    for path in [*data_files, *table.glob("_delta_log/*.json")]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+    for folder in table.glob("day=*"):
+        assert folder.stat().st_mode & 0o777 == 0o777 & ~umask, folder

@@ -45,3 +45,22 @@ def test_java_options_follow_the_utc_default_on_driver_and_executors() -> None:
     tuned = spark_settings(load_config("local", environ={"LAKESTREAM__SPARK__JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}))
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
         assert tuned[key] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
+
+
+def test_local_masters_get_the_nio_local_file_system(config: LakestreamConfig) -> None:
+    local = spark_settings(config)
+    assert local["spark.hadoop.fs.file.impl"] == "io.lakestream.hadoop.NioLocalFileSystem"
+    assert local["spark.hadoop.fs.AbstractFileSystem.file.impl"] == "io.lakestream.hadoop.NioLocalFs"
+    assert Path(local["spark.driver.extraClassPath"]) == config.spark.local_fs_jar
+    # a cluster's executors are other JVMs (other machines): they keep Hadoop's default
+    command = build_submit_command(config, Path("jobs/x.py"), master="spark://h:7077")
+    assert not [part for part in command if "fs.file.impl" in part or "extraClassPath" in part]
+    off = config.model_copy(update={"spark": config.spark.model_copy(update={"nio_local_fs": False})})
+    assert "spark.hadoop.fs.file.impl" not in spark_settings(off)
+
+
+def test_without_the_local_fs_jar_sessions_keep_hadoops_default(config: LakestreamConfig, tmp_path: Path) -> None:
+    missing = config.model_copy(
+        update={"spark": config.spark.model_copy(update={"local_fs_jar": tmp_path / "none.jar"})}
+    )
+    assert "spark.hadoop.fs.file.impl" not in spark_settings(missing)

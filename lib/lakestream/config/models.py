@@ -50,6 +50,10 @@ class SparkConfig(StrictModel):
     app_name_prefix: str = "lakestream"
     deploy_mode: Literal["client", "cluster"] = "client"
     jars_dir: Path = Path(".jars/spark")
+    # Local masters: Hadoop's local file system with permissions set through java.nio instead of one `chmod`
+    # child process per file and folder (no native Hadoop library here); built by `make setup` with javac.
+    nio_local_fs: bool = True
+    local_fs_jar: Path = Path(".jars/localfs/lakestream-localfs.jar")
     driver_memory: str = "4g"
     executor_memory: str = "2g"
     shuffle_partitions: int = Field(default=8, ge=1)

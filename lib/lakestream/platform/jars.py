@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,48 @@ def resolve_jar_set(jar_set: JarSet, *, force: bool = False) -> list[Path]:
     jars = sorted(jar_set.target.glob("*.jar"))
     logger.info("%s jars resolved into %s (%d jars)", jar_set.name, jar_set.target, len(jars))
     return jars
+
+
+LOCAL_FS_SOURCES = Path(__file__).parent / "jvm"
+LOCAL_FS_CLASS = "io.lakestream.hadoop.NioLocalFileSystem"
+LOCAL_FS_CONTEXT_CLASS = "io.lakestream.hadoop.NioLocalFs"
+
+
+def build_local_fs_jar(target: Path, *, force: bool = False) -> Path | None:
+    """Compile the java.nio local file system (lakestream/platform/jvm) against pyspark's Hadoop into `target`.
+
+    Returns the jar, or None when no javac is installed (sessions then keep Hadoop's default local file system,
+    which works, only slower). Skipped when the sources and pyspark's Hadoop have not changed.
+    """
+    javac = shutil.which("javac")
+    if javac is None:
+        logger.warning("javac not found (a JRE, not a JDK?): local sessions keep Hadoop's chmod-per-file local FS")
+        return None
+    hadoop = sorted(pyspark_jars_dir().glob("hadoop-client-api-*.jar"))
+    if not hadoop:
+        raise SetupError(f"no hadoop-client-api jar in {pyspark_jars_dir()}; reinstall pyspark (`make setup`)")
+    sources = sorted(LOCAL_FS_SOURCES.rglob("*.java"))
+    digest = hashlib.sha256(hadoop[-1].name.encode())
+    for source in sources:
+        digest.update(source.read_bytes())
+    wanted = digest.hexdigest()[:16]
+    stamp = target.with_suffix(".fingerprint")
+    if not force and target.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        logger.info("local file system jar up to date: %s", target)
+        return target
+    with tempfile.TemporaryDirectory(prefix="lakestream-localfs-") as staging:
+        command = [javac, "--release", "17", "-nowarn", "-cp", str(hadoop[-1]), "-d", staging, *map(str, sources)]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SetupError(f"javac could not compile {LOCAL_FS_SOURCES}:\n{result.stderr.strip()[-2000:]}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as jar:
+            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: lakestream setup\n\n")
+            for compiled in sorted(Path(staging).rglob("*.class")):
+                jar.write(compiled, compiled.relative_to(staging).as_posix())
+    stamp.write_text(wanted + "\n")
+    logger.info("local file system jar built: %s", target)
+    return target
 
 
 def list_jars(folder: Path, *, what: str) -> list[Path]:
