@@ -170,6 +170,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
     from lakestream.features.batch import compute_features
     from lakestream.features.spec import feature_set_path, load_feature_set
     from lakestream.features.store import add_lineage, select_days
+    from lakestream.spark import balanced_partitions
 
     spec = load_feature_set(feature_set_path(ROOT / "conf" / "features", "fraud_v1"))
     if start is not None and end is not None:
@@ -188,7 +189,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
         features = select_days(features, start=start, end=end)
     written = Observation("rows")
     add_lineage(features, spec=spec).observe(written, F.count(F.lit(1)).alias("rows")).repartition(
-        "tx_date"
+        balanced_partitions(spark), "tx_date"
     ).write.format("delta").mode("overwrite").partitionBy("tx_date").save(str(output))
     return int(written.get["rows"])
 

@@ -125,6 +125,18 @@ def build_spark_session(
     return spark
 
 
+def balanced_partitions(spark: SparkSession) -> int:
+    """spark.sql.shuffle.partitions rounded up to a multiple of the cores (the default parallelism).
+
+    For a repartition whose tasks should keep every core busy to the end: adaptive execution coalesces a
+    column-only repartition by size, and 3 tasks on 2 cores take as long as 4 (measured on the 1.75M-row feature
+    build: 12.5 s with 3 tasks, 11.0 s with 2 or 4). A repartition given this number is left as it is.
+    """
+    cores = max(spark.sparkContext.defaultParallelism, 1)
+    wanted = int(spark.conf.get("spark.sql.shuffle.partitions") or cores)
+    return -(-max(wanted, 1) // cores) * cores
+
+
 def lake_tables(config: LakestreamConfig) -> list[tuple[str, str, Path]]:
     """Every Delta table under the lake root as (database, table, path): <lake_root>/<database>/<table>."""
     root = config.paths.lake_root

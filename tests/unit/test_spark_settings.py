@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import SetupError
-from lakestream.spark import build_submit_command, spark_settings
+from lakestream.spark import balanced_partitions, build_submit_command, spark_settings
 
 
 def test_settings_wire_delta_local_jars_and_utc(config: LakestreamConfig) -> None:
@@ -64,3 +65,16 @@ def test_without_the_local_fs_jar_sessions_keep_hadoops_default(config: Lakestre
         update={"spark": config.spark.model_copy(update={"local_fs_jar": tmp_path / "none.jar"})}
     )
     assert "spark.hadoop.fs.file.impl" not in spark_settings(missing)
+
+
+def test_balanced_partitions_round_up_to_a_multiple_of_the_cores(spark: SparkSession) -> None:
+    cores = spark.sparkContext.defaultParallelism
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    try:
+        for wanted in (1, cores, cores + 1, 3 * cores - 1):
+            spark.conf.set("spark.sql.shuffle.partitions", str(wanted))
+            got = balanced_partitions(spark)
+            assert got % cores == 0
+            assert wanted <= got < wanted + cores
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)

@@ -23,6 +23,7 @@ from pyspark.sql import Column, Window
 from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.features.spec import SECONDS_PER_DAY, Aggregation, FeatureSetSpec, RowFeature, WindowGroup
+from lakestream.spark import balanced_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -51,6 +52,7 @@ def compute_features(events: DataFrame, *, spec: FeatureSetSpec, start: dt.date 
         groups.sort(key=lambda group: group.lookback_days, reverse=True)
         start_ts = calendar.timegm(start.timetuple())
     kept_from = None
+    partitions = balanced_partitions(events.sparkSession)
     for group in groups:
         if start is not None:
             needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
@@ -59,7 +61,7 @@ def compute_features(events: DataFrame, *, spec: FeatureSetSpec, start: dt.date 
                 kept_from = needed
         # rows of an entity in (time, id) order: the window operators keep it (no sort of their own), so a frame's
         # sums add the same rows in the same order whatever ran before or was read: bit-equal days
-        frame = frame.repartition(group.entity).sortWithinPartitions(group.entity, TS, source.id)
+        frame = frame.repartition(partitions, group.entity).sortWithinPartitions(group.entity, TS, source.id)
         frame = frame.select("*", *_window_columns(group, spec))
     frame = frame.select(*columns, *spec.window_feature_names())  # the declared column order, whatever ran first
     frame = add_derived_features(frame, spec)

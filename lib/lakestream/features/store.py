@@ -25,6 +25,7 @@ from lakestream.errors import DataError
 from lakestream.features.batch import compute_features
 from lakestream.features.spec import FeatureSetSpec
 from lakestream.io.delta import is_delta_table, read_delta, table_version
+from lakestream.spark import balanced_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -124,7 +125,7 @@ def build_feature_table(
     try:
         (
             features.observe(written, F.count(F.lit(1)).alias("rows"))
-            .repartition("tx_date")  # one file per day instead of one per (task, day)
+            .repartition(balanced_partitions(spark), "tx_date")  # one file per day, not one per (task, day)
             .write.format("delta")
             .mode("overwrite")
             .partitionBy("tx_date")
