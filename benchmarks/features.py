@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -174,7 +173,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
 
     spec = load_feature_set(feature_set_path(ROOT / "conf" / "features", "fraud_v1"))
     if start is not None and end is not None:
-        first = start - dt.timedelta(days=math.ceil(spec.lookback_days))
+        first = spec.first_day_to_read(start)
         folders = [input_dir / f"tx_date={first + dt.timedelta(days=i)}" for i in range((end - first).days + 1)]
         reader = spark.read.option("basePath", str(input_dir)).parquet(*[str(f) for f in folders if f.is_dir()])
     else:

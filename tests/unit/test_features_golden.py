@@ -232,7 +232,7 @@ def test_a_build_from_start_equals_the_whole_history_on_its_days(spark: SparkSes
     spec = _spec(spec_name)
     rows = random_rows(400, seed=5)
     start = (T0 + dt.timedelta(days=14)).date()
-    first = start - dt.timedelta(days=math.ceil(spec.lookback_days))
+    first = spec.first_day_to_read(start)
     read = [row for row in rows if row["tx_datetime"].date() >= first]
     full = compute_features(spark.createDataFrame(rows, SCHEMA), spec=spec)
     since = compute_features(spark.createDataFrame(read, SCHEMA), spec=spec, start=start)

@@ -9,6 +9,8 @@ inputs are refused with a message naming the offending entry.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -141,6 +143,10 @@ class FeatureSetSpec(_Spec):
     def lookback_days(self) -> float:
         """How far back a computation must read to get every window right: longest window + its delay."""
         return max((group.lookback_days for group in self.windows), default=0.0)
+
+    def first_day_to_read(self, start: dt.date) -> dt.date:
+        """The earliest day of source rows a build from `start` needs: start - ceil(look-back) days."""
+        return start - dt.timedelta(days=math.ceil(self.lookback_days))
 
     def window_feature_names(self) -> list[str]:
         """Names of every window feature, in declaration order."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,7 +94,7 @@ def build_feature_table(
     labels_path = config.table_path(*LABELS_TABLE)
     if not is_delta_table(tx_path):
         raise DataError(f"no silver transactions at {tx_path}; run the ingest and clean jobs first")
-    lookback_start = start - dt.timedelta(days=math.ceil(spec.lookback_days))
+    lookback_start = spec.first_day_to_read(start)
     tx_version = table_version(spark, tx_path)
     transactions = read_delta(spark, tx_path, version=tx_version).where(
         F.col("tx_date").between(F.lit(lookback_start), F.lit(end))
