@@ -106,11 +106,13 @@ def build_spark_session(
     from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    settings = {**spark_settings(config), **(extra_conf or {})}
     launched_by_submit = "PYSPARK_GATEWAY_PORT" in os.environ or SparkContext._active_spark_context is not None
     if launched_by_submit:
         SparkContext._ensure_initialized()  # connect to spark-submit's JVM first, or SparkConf() reads nothing
     present = SparkConf() if launched_by_submit else None
+    # the master this session really gets (spark-submit's --master wins): it decides the local-only settings
+    master = present.get("spark.master") if present is not None and present.contains("spark.master") else None
+    settings = {**spark_settings(config, master=master), **(extra_conf or {})}
     builder = SparkSession.builder.appName(f"{config.spark.app_name_prefix}-{app_name}")
     if present is None or not present.contains("spark.master"):
         builder = builder.master(config.spark.master)
