@@ -185,3 +185,32 @@ def test_promotion_waits_for_an_approval_only_in_manual_mode(dag_bag, dag_id: st
     assert promotion_path(**ids) == "approve_promotion"
     monkeypatch.setenv("LAKESTREAM__MONITORING__RETRAINING__MODE", "auto")
     assert promotion_path(**ids) == "promote_model"
+
+
+@pytest.mark.parametrize(
+    ("connection", "master", "local_fs"),
+    [
+        ({"conn_type": "spark", "host": "local[2]"}, "local[2]", True),
+        ({"conn_type": "spark", "host": "spark://127.0.0.1", "port": 7077}, "spark://127.0.0.1:7077", False),
+    ],
+    ids=["local", "standalone"],
+)
+def test_spark_tasks_take_local_only_settings_from_the_connections_master(
+    dag_bag, monkeypatch: pytest.MonkeyPatch, connection: dict, master: str, local_fs: bool
+) -> None:
+    """The Airflow connection, not spark.master of the configuration, decides what spark-submit gets."""
+    import json
+
+    from lakestream.config import load_config
+    from lakestream.orchestration.resources import SPARK_CONN_ID
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}", json.dumps(connection))
+    task = dag_bag.dags["lakestream_daily"].get_task("build_features")
+    task.prepare_submit()
+    assert task.connection_master() == master
+    assert task.application == str(load_config().home / "jobs" / "build_features.py")
+    assert "delta-spark" in task.jars
+    if local_fs and not load_config().spark.local_fs_jar.is_file():
+        pytest.skip("the java.nio local FS jar is built by `make setup` (javac)")
+    assert ("spark.hadoop.fs.file.impl" in task.conf) is local_fs
+    assert ("spark.driver.extraClassPath" in task.conf) is local_fs

@@ -163,11 +163,46 @@ def test_features_survive_a_worker_killed_mid_build_and_equal_local(
     _, err = job.communicate(timeout=900)
     assert job.returncode == 0, err[-4000:]
     start_cluster(config)  # the lost worker comes back for the next tests
+    same_features(spark, config, local_lake)
+
+
+def same_features(spark: SparkSession, config: LakestreamConfig, local_lake: LakestreamConfig) -> None:
+    """The cluster lake's fraud_v1 feature table equals the local one (lineage columns aside)."""
     columns = lambda frame: frame.drop("built_at", "source_version", "run_id")  # noqa: E731 - lineage columns
     cluster_features = read_delta(spark, config.table_path("gold", "features_fraud_v1"))
     local_features = read_delta(spark, local_lake.table_path("gold", "features_fraud_v1"))
     keep = [c for c in local_features.columns if c in cluster_features.columns]
     same_rows(columns(cluster_features.select(*keep)), columns(local_features.select(*keep)))
+
+
+def test_an_airflow_spark_task_runs_on_the_cluster_its_connection_names(
+    spark: SparkSession, cluster: tuple[LakestreamConfig, dict[str, Any]], local_lake: LakestreamConfig
+) -> None:
+    """`airflow tasks test` of the daily DAG's feature build with the Spark connection set to the cluster."""
+    from lakestream.orchestration.airflow_server import airflow_environment, prepare_airflow
+    from lakestream.orchestration.resources import SPARK_CONN_ID
+
+    config, values = cluster
+    prepare_airflow(config)
+    host, port = master_url(config).removeprefix("spark://").rsplit(":", 1)
+    overrides = {key: value for key, value in environment(values).items() if key.startswith("LAKESTREAM__")}
+    env = {**airflow_environment(config), **overrides}
+    connection = {"conn_type": "spark", "host": f"spark://{host}", "port": int(port)}
+    env[f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}"] = json.dumps(connection)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    result = subprocess.run(
+        [airflow, "tasks", "test", "lakestream_daily", "build_features", "2018-05-11"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert f"to {master_url(config)} with" in output, output[-6000:]
+    assert "Task instance in success state" in output or "state=success" in output.lower(), output[-6000:]
+    same_features(spark, config, local_lake)
 
 
 def _busy_workers(config: LakestreamConfig) -> int:

@@ -187,29 +187,51 @@ def default_task_args(*, owner: str = "lakestream", retries: int = 2, timeout_mi
 class LakestreamSparkSubmitOperator(SparkSubmitOperator):
     """Submit a `jobs/` or `streaming/` entry point with the project's jars, conf and worker Python."""
 
+    template_fields = (*SparkSubmitOperator.template_fields, "task_conf", "task_env_vars")
+
     def __init__(self, *, job: str, conn_id: str = SPARK_CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("name", f"lakestream-{Path(job).stem}")
         kwargs.setdefault("pool", SPARK_POOL)
         super().__init__(application=job, conn_id=conn_id, **kwargs)
         self.job = job
+        # what the DAG author gave: it wins over the resolved settings, which are recomputed at every run
+        self.task_conf = dict(self.conf or {})
+        self.task_env_vars = dict(self.env_vars or {})
 
     def execute(self, context: Any) -> None:
         """Resolve configuration and settings at run time, then spark-submit."""
+        self.prepare_submit()
+        super().execute(context)
+
+    def prepare_submit(self) -> None:
+        """Application path, jars, driver memory, conf and environment from configuration and the connection."""
         from lakestream.config import load_config
         from lakestream.spark import spark_settings, spark_submit_executable, submit_environment
 
         config = load_config()
-        settings = spark_settings(config)
+        master = self.connection_master()
+        settings = spark_settings(config, master=master)
         self.application = str(config.home / self.job)
         self.jars = settings.pop("spark.jars")
         self._driver_memory = settings.pop("spark.driver.memory")
-        self.conf = {**settings, **(self.conf or {})}
-        env = {**submit_environment(config), **(self.env_vars or {})}
+        self.conf = {**settings, **self.task_conf}
+        env = {**submit_environment(config), **self.task_env_vars}
         # The provider runs `spark-submit` from PATH: put the installed pyspark's first, whatever PATH Airflow has.
         env["PATH"] = os.pathsep.join([str(spark_submit_executable().parent), env.get("PATH", "")])
         self.env_vars = env
-        logger.info("submitting %s with %d settings (env %s)", self.application, len(self.conf), config.env)
-        super().execute(context)
+        logger.info(
+            "submitting %s to %s with %d settings (env %s)", self.application, master, len(self.conf), config.env
+        )
+
+    def connection_master(self) -> str:
+        """The master spark-submit gets: the Airflow Spark connection's, resolved as the provider's hook does.
+
+        It, not `spark.master` of the configuration, decides the local-only settings (a `spark://` connection
+        must not get the driver-only java.nio file system of local mode).
+        """
+        from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+        return str(SparkSubmitHook(conn_id=self._conn_id)._connection["master"])
 
 
 def promotion_path(*, approve_task_id: str, promote_task_id: str) -> str:
