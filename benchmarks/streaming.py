@@ -218,7 +218,7 @@ def parity_on_default_dataset(spark, config, *, start: dt.datetime, end: dt.date
     from lakestream.io.delta import read_delta
     from lakestream.registry.models import CHAMPION, load_model_version, resolve_version
     from lakestream.streaming.parity import compare_with_batch, parity_holds
-    from lakestream.streaming.pipeline import dead_letter_path
+    from lakestream.streaming.pipeline import DUPLICATE_TRANSACTION, LATE_EVENT, dead_letter_path
 
     client = MlflowClient()
     model = load_model_version(client, config, resolve_version(client, config.mlflow.registered_model, CHAMPION))
@@ -227,7 +227,8 @@ def parity_on_default_dataset(spark, config, *, start: dt.datetime, end: dt.date
     )
     rejected = (
         read_delta(spark, dead_letter_path(config))
-        .where(F.col("query") == f"{config.streaming.query_name}_dead_letter")
+        .where(F.col("query") == config.streaming.query_name)
+        .where(~F.col("reason").isin(DUPLICATE_TRANSACTION, LATE_EVENT))  # failed validation
         .select("transaction_id")
         .join(silver, "transaction_id")
     )

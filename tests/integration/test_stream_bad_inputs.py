@@ -12,7 +12,7 @@ from stream_harness import stream_config, train_champion
 
 from lakestream.io.delta import read_delta
 from lakestream.io.kafka import build_producer, ensure_topics
-from lakestream.streaming.pipeline import dead_letter_path, scores_path
+from lakestream.streaming.pipeline import dead_letter_path, metrics_path, scores_path
 from lakestream.streaming.runner import run_stream
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ def test_every_bad_record_is_dead_lettered_with_its_reason(spark: SparkSession, 
     assert label_reasons == ["invalid_fraud_flag", "missing_required_field"]
     rows = dead.collect()
     assert all(r["kafka_offset"] is not None and r["reason"] and r["dead_lettered_at"] for r in rows)
+    # the batches' metrics count them: one query validates, scores and dead-letters each record once
+    invalid = read_delta(spark, metrics_path(bad_run)).agg(F.sum("invalid")).first()[0]
+    assert invalid == dead.where(F.col("raw").isNotNull()).count() == len(BAD_TRANSACTIONS) + 2
 
 
 def test_duplicates_and_late_events_are_rejected_and_the_rest_scored(

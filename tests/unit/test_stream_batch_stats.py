@@ -6,7 +6,7 @@ import datetime as dt
 
 from pyspark.sql import SparkSession
 
-from lakestream.streaming.online_features import DUPLICATE, OK
+from lakestream.streaming.online_features import DUPLICATE, OK, REJECTED, REJECTED_ENTITY
 from lakestream.streaming.pipeline import _batch_stats, _latencies
 
 T0 = dt.datetime(2018, 5, 8, 10, 0, 0, tzinfo=dt.UTC)
@@ -25,7 +25,8 @@ def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSes
     out = spark.createDataFrame(
         [(i, "customer_id", OK) for i in range(102)]
         + [(i, "terminal_id", OK) for i in range(102)]
-        + [(7, "customer_id", DUPLICATE), (7, "terminal_id", DUPLICATE), (8, "terminal_id", DUPLICATE)],
+        + [(7, "customer_id", DUPLICATE), (7, "terminal_id", DUPLICATE), (8, "terminal_id", DUPLICATE)]
+        + [(None, REJECTED_ENTITY, REJECTED)] * 4,
         "transaction_id long, entity string, status string",
     )
     stats = _batch_stats(scored, transactions, out, "customer_id")
@@ -33,7 +34,8 @@ def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSes
     assert stats["alerts"] == 10
     assert stats["late"] == 2
     assert stats["duplicates"] == 1  # counted on the primary entity's rows only
-    assert stats["input"] == 103
+    assert stats["input"] == 103  # transactions: scored, late and duplicated
+    assert stats["invalid"] == 4  # records that failed validation, on either topic
     assert stats["max_ts"] == {0: 1098, 1: 1099}
     finished = appended[-1] + dt.timedelta(milliseconds=10)
     latency = _latencies(stats["appended"], finished)

@@ -70,6 +70,7 @@ def append_rows_once(path: Path, rows: pa.Table, app_id: str, version: int) -> b
         table if table is not None else str(path),
         rows,
         mode="append",
+        schema_mode="merge",  # a table written by an earlier release gets the columns added since
         commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)]),
     )
     return True

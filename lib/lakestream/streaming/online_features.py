@@ -41,9 +41,14 @@ except ImportError:  # pragma: no cover
     StatefulProcessor = object  # type: ignore[assignment,misc]
 
 TX, LABEL = "tx", "label"
-OK, DUPLICATE = "ok", "duplicate"
+OK, DUPLICATE, REJECTED = "ok", "duplicate", "rejected"
 COMPACT_AFTER_CHUNKS = 8
 KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp")
+# Records that failed validation pass through the operator under this entity (keyed by Kafka offset, no state),
+# so that one query reads and parses each record once and its micro-batch writes them to the dead-letter table.
+REJECTED_ENTITY = "_rejected"
+PASS_THROUGH_DDL = "topic STRING, raw BINARY, reason STRING, detail STRING"
+PASS_THROUGH_COLUMNS = tuple(column.split(" ")[0] for column in PASS_THROUGH_DDL.split(", "))
 
 
 @dataclass(frozen=True)
@@ -77,30 +82,34 @@ class OnlinePlan:
         )
 
     def input_schema_ddl(self) -> str:
-        """The rows the operator reads: one per (transaction or chargeback, entity)."""
+        """The rows the operator reads: one per (transaction or chargeback, entity), one per rejected record."""
         values = "".join(f", `{name}` DOUBLE" for name in self.value_columns)
         return (
             "entity STRING, entity_id BIGINT, kind STRING, transaction_id BIGINT, ts BIGINT, known INT, "
-            f"kafka_partition INT, kafka_offset BIGINT, kafka_timestamp BIGINT{values}"
+            f"kafka_partition INT, kafka_offset BIGINT, kafka_timestamp BIGINT{values}, {PASS_THROUGH_DDL}"
         )
 
     def output_schema(self) -> StructType:
         """One row per (transaction, entity): the event, its status and the entity's features (null for others)."""
-        from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
+        from pyspark.sql import types as T  # noqa: N812
 
-        return StructType(
+        return T.StructType(
             [
-                StructField("transaction_id", LongType()),
-                StructField("entity", StringType()),
-                StructField("entity_id", LongType()),
-                StructField("status", StringType()),
-                StructField("ts", LongType()),
+                T.StructField("transaction_id", T.LongType()),
+                T.StructField("entity", T.StringType()),
+                T.StructField("entity_id", T.LongType()),
+                T.StructField("status", T.StringType()),
+                T.StructField("ts", T.LongType()),
                 *[
-                    StructField(name, IntegerType() if name == "kafka_partition" else LongType())
+                    T.StructField(name, T.IntegerType() if name == "kafka_partition" else T.LongType())
                     for name in KAFKA_COLUMNS
                 ],
-                *[StructField(name, DoubleType()) for name in self.value_columns],
-                *[StructField(name, DoubleType()) for name in self.feature_names],
+                *[T.StructField(name, T.DoubleType()) for name in self.value_columns],
+                *[T.StructField(name, T.DoubleType()) for name in self.feature_names],
+                T.StructField("topic", T.StringType()),
+                T.StructField("raw", T.BinaryType()),
+                T.StructField("reason", T.StringType()),
+                T.StructField("detail", T.StringType()),
             ]
         )
 
@@ -330,7 +339,30 @@ class OnlineFeatureProcessor(StatefulProcessor):
 
         chunks = list(rows)
         frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+        if key[0] == REJECTED_ENTITY:
+            yield self._rejected(frame)
+            return
         yield from self._process(key[0], frame, emit=True)
+
+    def _rejected(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Records that failed validation, passed through with their reason (no state is read or written)."""
+        import pandas as pd
+
+        n = len(frame)
+        columns: dict[str, Any] = {
+            "transaction_id": frame["transaction_id"].astype("Int64"),
+            "entity": frame["entity"],
+            "entity_id": frame["entity_id"],
+            "status": np.full(n, REJECTED, dtype=object),
+            "ts": frame["ts"].astype("Int64"),
+        }
+        for name in KAFKA_COLUMNS:
+            columns[name] = frame[name]
+        for name in (*self.plan.value_columns, *self.plan.feature_names):
+            columns[name] = np.full(n, np.nan)
+        for name in PASS_THROUGH_COLUMNS:
+            columns[name] = frame[name]
+        return pd.DataFrame(columns).reset_index(drop=True)
 
     def handleInitialState(self, key: Any, initialState: pd.DataFrame, timerValues: Any) -> None:  # noqa: N802, N803
         """Bootstrap the bucket from the offline store (events and known labels of the look-back)."""
@@ -385,6 +417,8 @@ class OnlineFeatureProcessor(StatefulProcessor):
                 columns[name] = new_values[:, i]
             for i, name in enumerate(self.plan.feature_names):
                 columns[name] = features[:, i]
+            for name in PASS_THROUGH_COLUMNS:
+                columns[name] = np.full(len(new_ids), None, dtype=object)
             yield pd.DataFrame(columns, copy=False)
 
     def _compact(self, merged: History, entities: np.ndarray) -> None:

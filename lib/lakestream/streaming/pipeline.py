@@ -1,14 +1,12 @@
 """The scoring stream: Kafka -> validation -> online features -> champion model -> Delta (+ alerts to Kafka).
 
-Two queries share one Spark application:
-
-- ``<query>``: valid transactions and chargebacks go through one stateful operator (online_features), keyed by
-  (entity, bucket of entity ids); each micro-batch is then written by ``BatchWriter``: features joined per transaction,
-  scored with the current model, appended to gold.stream_scores with Delta's idempotent-write options
-  (txnAppId = query name, txnVersion = batch id), so a batch re-run after a crash writes nothing twice;
-  duplicates and late events go to the dead-letter table, alerts to Kafka, one metrics row to gold.stream_metrics;
-- ``<query>_dead_letter``: records that fail validation (unparseable, oversized, rule violations) are appended to
-  quarantine.stream_dead_letter with their raw bytes and Kafka coordinates (Delta sink, exactly once).
+One query reads both topics and parses each record once. Valid transactions and chargebacks go through one
+stateful operator (online_features), keyed by (entity, bucket of entity ids); records that fail validation
+(unparseable, oversized, rule violations) pass through it unchanged, with their raw bytes and reason. Each
+micro-batch is then written by ``BatchWriter``: features joined per transaction, scored with the current model,
+appended to gold.stream_scores with Delta's idempotent-write options (txnAppId = query name, txnVersion = batch
+id), so a batch re-run after a crash writes nothing twice; rejected records, duplicates and late events go to
+quarantine.stream_dead_letter (idempotent the same way), alerts to Kafka, one metrics row to gold.stream_metrics.
 
 Alerts are at-least-once: a batch re-run after a crash between the alert write and the batch commit sends its
 alerts again; the Kafka key is the transaction id, so a consumer de-duplicates on it.
@@ -33,7 +31,18 @@ from lakestream.io.delta import append_rows_once, is_delta_table, read_delta
 from lakestream.io.kafka import spark_kafka_options
 from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
 from lakestream.quality import rules
-from lakestream.streaming.online_features import DUPLICATE, LABEL, OK, TX, OnlineFeatureProcessor, OnlinePlan
+from lakestream.streaming.online_features import (
+    DUPLICATE,
+    LABEL,
+    OK,
+    PASS_THROUGH_COLUMNS,
+    PASS_THROUGH_DDL,
+    REJECTED,
+    REJECTED_ENTITY,
+    TX,
+    OnlineFeatureProcessor,
+    OnlinePlan,
+)
 from lakestream.streaming.replay import transaction_fields
 
 if TYPE_CHECKING:
@@ -246,17 +255,22 @@ def dead_letter_rows(frame: DataFrame, *, query: str) -> DataFrame:
     )
 
 
-def operator_input(valid: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> DataFrame:
-    """Valid events -> one row per (transaction, entity) and per (chargeback, label entity).
+def operator_input(events: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> DataFrame:
+    """Events -> one row per (transaction, entity), per (chargeback, label entity) and per rejected record.
 
     One scan of the source: each event becomes an array of its entity rows (null where its kind does not go to
     an entity), exploded. A union of one select per entity would read and parse the Kafka batch once per entity.
+    A record with a `reason` (failed validation) becomes one row of REJECTED_ENTITY keyed by its Kafka offset,
+    carrying its topic, raw bytes, reason and detail; events without those columns are all valid.
     """
+    pass_through = {name: F.lit(None).cast(kind) for name, kind in _pass_through_types().items()}
+    events = events.withColumns({k: v for k, v in pass_through.items() if k not in events.columns})
     ts = F.unix_seconds(F.col("tx_datetime"))
     delay = plan.label_delay_seconds
     known = ((F.col("tx_fraud") == 1) & (F.unix_seconds(F.col("reported_at")) <= ts + F.lit(delay))).cast("int")
+    valid = F.col("reason").isNull()
     is_tx = F.col("kind") == TX
-    rows = add_row_features(valid, spec)
+    rows = add_row_features(events, spec)
 
     def entry(entity: str, *, kind: str) -> Column:
         values = (
@@ -270,9 +284,19 @@ def operator_input(valid: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> 
             (F.lit(0) if kind == TX else known).alias("known"),
             *values,
         )
-        return F.when(is_tx if kind == TX else ~is_tx, fields)
+        return F.when(valid & (is_tx if kind == TX else ~is_tx), fields)
 
+    rejected = F.when(
+        ~valid,
+        F.struct(
+            F.lit(REJECTED_ENTITY).alias("entity"),
+            F.col("kafka_offset").cast("long").alias("entity_id"),
+            F.lit(0).alias("known"),
+            *[F.lit(None).cast("double").alias(c) for c in plan.value_columns],
+        ),
+    )
     entries = [entry(e, kind=TX) for e in plan.entities] + [entry(e, kind=LABEL) for e in plan.label_entities]
+    entries.append(rejected)
     exploded = rows.select(
         F.col("transaction_id"),
         ts.alias("ts"),
@@ -280,10 +304,16 @@ def operator_input(valid: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) -> 
         F.col("kafka_offset"),
         F.unix_millis(F.col("kafka_timestamp")).alias("kafka_timestamp"),
         F.col("kind"),
+        *PASS_THROUGH_COLUMNS,
         F.explode(F.filter(F.array(*entries), lambda e: e.isNotNull())).alias("_entry"),
     )
     columns = [c.split(" ")[0].strip("`") for c in plan.input_schema_ddl().split(", ")]
     return exploded.select("*", "_entry.*").select(*columns)
+
+
+def _pass_through_types() -> dict[str, str]:
+    """Name -> SQL type of the columns a rejected record carries through the operator."""
+    return dict(column.split(" ") for column in PASS_THROUGH_DDL.split(", "))
 
 
 def online_features(rows: DataFrame, plan: OnlinePlan, initial_state: DataFrame | None = None) -> DataFrame:
@@ -456,7 +486,7 @@ class BatchWriter:
                 with self._step("stats"):  # three small jobs over cached rows; they decide the two steps below
                     stats = _batch_stats(scored, transactions, out, primary)
                 with self._step("rejected"):
-                    if stats["duplicates"] or stats["late"]:
+                    if stats["duplicates"] or stats["late"] or stats["invalid"]:
                         topic = config.kafka.topics.transactions.name
                         rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
                         _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
@@ -480,6 +510,7 @@ class BatchWriter:
             "scored": stats["scored"],
             "duplicates": stats["duplicates"],
             "late": stats["late"],
+            "invalid": stats["invalid"],
             "alerts": stats["alerts"],
             "latency_p50_ms": latency["p50"],
             "latency_p95_ms": latency["p95"],
@@ -494,12 +525,13 @@ class BatchWriter:
             append_rows_once(metrics_path(config), metrics_rows([metrics]), f"{app_id}-metrics", batch_id)
         self.batches += 1
         logger.info(
-            "batch %d: %d scored (%d duplicates, %d late, %d alerts) with %s v%s in %d ms; latency p50 %s ms p99 %s ms"
-            " (ms per step: %s)",
+            "batch %d: %d scored (%d duplicates, %d late, %d invalid, %d alerts) with %s v%s in %d ms; latency p50 %s"
+            " ms p99 %s ms (ms per step: %s)",
             batch_id,
             stats["scored"],
             stats["duplicates"],
             stats["late"],
+            stats["invalid"],
             stats["alerts"],
             model.name,
             model.version,
@@ -539,6 +571,7 @@ def metrics_schema() -> StructType:
         "scored",
         "duplicates",
         "late",
+        "invalid",
         "alerts",
         "latency_p50_ms",
         "latency_p95_ms",
@@ -622,35 +655,37 @@ def _is_alert() -> Column:
 
 
 def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str, topic: str) -> DataFrame:
-    """Duplicates (from the primary entity's rows) and late transactions -> dead-letter rows."""
+    """Records that failed validation, duplicates (the primary entity's rows) and late transactions -> dead letters."""
+    coordinates = ["transaction_id", "ts", "kafka_partition", "kafka_offset", "kafka_timestamp"]
+    invalid = out.where(F.col("status") == REJECTED).select(*coordinates, "topic", "raw", "reason", "detail")
     duplicates = _primary_duplicates(out, primary).select(
-        "transaction_id",
-        "ts",
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_timestamp",
+        *coordinates,
+        F.lit(topic).alias("topic"),
+        F.lit(None).cast("binary").alias("raw"),
         F.lit(DUPLICATE_TRANSACTION).alias("reason"),
         F.lit("transaction id already scored").alias("detail"),
     )
     late = transactions.where(F.col("_late")).select(
-        "transaction_id",
-        "ts",
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_timestamp",
+        *coordinates,
+        F.lit(topic).alias("topic"),
+        F.lit(None).cast("binary").alias("raw"),
         F.lit(LATE_EVENT).alias("reason"),
         F.lit("event time older than the newest scored event minus the allowed lateness").alias("detail"),
     )
-    rejected = duplicates.unionByName(late).select(
-        F.lit(topic).alias("topic"),
-        "kafka_partition",
-        "kafka_offset",
-        F.timestamp_millis("kafka_timestamp").alias("kafka_timestamp"),
-        F.lit(None).cast("binary").alias("raw"),
-        "reason",
-        "detail",
-        "transaction_id",
-        F.timestamp_seconds("ts").alias("tx_datetime"),
+    rejected = (
+        invalid.unionByName(duplicates)
+        .unionByName(late)
+        .select(
+            "topic",
+            "kafka_partition",
+            "kafka_offset",
+            F.timestamp_millis("kafka_timestamp").alias("kafka_timestamp"),
+            "raw",
+            "reason",
+            "detail",
+            "transaction_id",
+            F.timestamp_seconds("ts").alias("tx_datetime"),
+        )
     )
     return dead_letter_rows(rejected, query=query)
 
@@ -681,7 +716,11 @@ _LATENCY_QUANTILES = {"p50": 0.5, "p95": 0.05, "p99": 0.01}
 
 
 def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, primary: str) -> dict[str, Any]:
-    """The batch's counts in three jobs over cached rows: scored rows, their transactions, the operator's rows."""
+    """The batch's counts in three jobs over cached rows: scored rows, their transactions, the operator's rows.
+
+    `input` counts transactions (scored, late and duplicated); `invalid` counts records of either topic that
+    failed validation.
+    """
     row = scored.agg(
         F.count(F.lit(1)).alias("scored"),
         F.count(F.when(_is_alert(), 1)).alias("alerts"),
@@ -692,13 +731,18 @@ def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, pri
         .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_late").cast("int")).alias("late"), F.max("ts").alias("ts"))
         .collect()
     )
-    duplicates = _primary_duplicates(out, primary).count()
+    statuses = out.agg(
+        F.count(F.when((F.col("status") == DUPLICATE) & (F.col("entity") == primary), 1)).alias("duplicates"),
+        F.count(F.when(F.col("status") == REJECTED, 1)).alias("invalid"),
+    ).first()
+    duplicates = int(statuses["duplicates"])
     return {
         "scored": int(row["scored"]),
         "alerts": int(row["alerts"]),
         "appended": dict(zip(_LATENCY_QUANTILES, row["t"] or [None] * len(_LATENCY_QUANTILES), strict=True)),
         "late": sum(int(r["late"] or 0) for r in partitions),
         "duplicates": duplicates,
+        "invalid": int(statuses["invalid"]),
         "input": sum(int(r["n"]) for r in partitions) + duplicates,
         "max_ts": {r["kafka_partition"]: int(r["ts"]) for r in partitions},
     }
@@ -759,16 +803,15 @@ def _append(frame: DataFrame, path: Path, app_id: str, batch_id: int, *, partiti
 
 @dataclass
 class StreamHandles:
-    """The running queries and the writer (for progress and metrics)."""
+    """The running query and its writer (for progress and metrics)."""
 
     scoring: StreamingQuery
-    dead_letter: StreamingQuery
     writer: BatchWriter
 
     @property
     def queries(self) -> list[StreamingQuery]:
-        """Both queries."""
-        return [self.scoring, self.dead_letter]
+        """The stream's queries (one: validation, features, scoring and dead letters share its micro-batches)."""
+        return [self.scoring]
 
 
 def start_stream(
@@ -803,8 +846,7 @@ def start_stream(
             initial = bootstrap_rows(spark, config, spec, plan, until=bootstrap_until)
             logger.info("bootstrapping the online state from silver up to %s", bootstrap_until)
     parsed = validate(kafka_source(spark, config), config)
-    valid = parsed.where(F.col("reason").isNull())
-    features = online_features(operator_input(valid, plan, spec), plan, initial)
+    features = online_features(operator_input(parsed, plan, spec), plan, initial)
     writer = BatchWriter(config, spec, plan, models)
 
     def trigger(stream_writer: Any) -> Any:
@@ -817,23 +859,14 @@ def start_stream(
         .option("checkpointLocation", str(checkpoint))
         .foreachBatch(writer)
     ).start()
-    dead_name = f"{streaming.query_name}_dead_letter"
-    dead_letter = trigger(
-        dead_letter_rows(parsed.where(F.col("reason").isNotNull()), query=dead_name)
-        .writeStream.queryName(dead_name)
-        .format("delta")
-        .option("checkpointLocation", str(config.checkpoint_path(dead_name)))
-        .option("mergeSchema", "true")
-        .outputMode("append")
-    ).start(str(dead_letter_path(config)))
     logger.info(
-        "stream started: %s (features %s v%d, model %s v%s) and %s; checkpoints under %s",
+        "stream started: %s (features %s v%d, model %s v%s, dead letters to %s); checkpoint %s",
         streaming.query_name,
         spec.name,
         spec.version,
         model.name,
         model.version,
-        dead_name,
-        config.paths.checkpoint_root,
+        dead_letter_path(config),
+        checkpoint,
     )
-    return StreamHandles(scoring, dead_letter, writer)
+    return StreamHandles(scoring, writer)

@@ -101,11 +101,14 @@ def _log_progress(handles: StreamHandles) -> None:
         progress = query.lastProgress
         if not progress:
             continue
+        durations = dict(progress.get("durationMs") or {})
+        total = durations.pop("triggerExecution", None)
         logger.info(
-            "%s: batch %s, %s rows in, %.0f rows/s processed, batch %s ms",
+            "%s: batch %s, %s rows in, %.0f rows/s processed, batch %s ms (%s)",
             query.name,
             progress.get("batchId"),
             progress.get("numInputRows"),
             progress.get("processedRowsPerSecond") or 0.0,
-            (progress.get("durationMs") or {}).get("triggerExecution"),
+            total,
+            ", ".join(f"{step} {ms}" for step, ms in durations.items()),
         )
