@@ -45,10 +45,17 @@ BAD_TRANSACTIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def bad_run(spark: SparkSession, training_lake: TrainingLake, kafka_broker: LakestreamConfig) -> LakestreamConfig:
+WRITERS = ("driver", "spark")
+
+
+@pytest.fixture(scope="module", params=WRITERS, ids=lambda first: f"{first}-then-other-writer")
+def bad_run(
+    request: pytest.FixtureRequest, spark: SparkSession, training_lake: TrainingLake, kafka_broker: LakestreamConfig
+) -> LakestreamConfig:
+    """Two runs of the stream over bad input; the second commits with the other output writer (same tables)."""
     base = training_lake.config.model_copy(update={"kafka": kafka_broker.kafka})
-    config = stream_config(base, "bad", allowed_lateness_seconds=3600)
+    first, second = request.param, next(w for w in WRITERS if w != request.param)
+    config = stream_config(base, f"bad_{first}", allowed_lateness_seconds=3600, output_writer=first)
     train_champion(spark, config)
     topics = config.kafka.topics
     ensure_topics(config.kafka)
@@ -69,6 +76,7 @@ def bad_run(spark: SparkSession, training_lake: TrainingLake, kafka_broker: Lake
     producer.send(topics.transactions.name, value=tx(800_101, when="2018-05-10 19:30:00"), partition=0)
     producer.flush()
     producer.close()
+    config = config.model_copy(update={"streaming": config.streaming.model_copy(update={"output_writer": second})})
     run_stream(spark, config, available_now=True)
     return config
 

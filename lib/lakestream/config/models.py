@@ -408,6 +408,10 @@ class StreamingConfig(StrictModel):
     scores_table: str = "stream_scores"  # gold.<name>
     metrics_table: str = "stream_metrics"  # gold.<name>
     dead_letter_table: str = "stream_dead_letter"  # quarantine.<name>
+    # who commits a micro-batch's scores and dead letters: the driver (collected as Arrow, committed with the
+    # deltalake package: no Spark job or JVM commit, ~1 s less per batch here) or Spark's Delta writer (batches too
+    # big to collect; both write the same txn action, so a table may switch)
+    output_writer: Literal["driver", "spark"] = "driver"
     stop_poll_seconds: float = Field(default=2.0, gt=0)  # how often the driver checks for a stop request
 
 

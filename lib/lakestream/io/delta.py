@@ -44,13 +44,18 @@ def read_delta_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Tab
     return table.to_pyarrow_table(columns=wanted, filesystem=filesystem)
 
 
-def append_rows_once(path: Path, rows: pa.Table, app_id: str, version: int) -> bool:
-    """Append a few rows without a Spark job, once per (app_id, version); False if that version was committed.
+def append_rows_once(
+    path: Path, rows: pa.Table, app_id: str, version: int, *, partition_by: Sequence[str] = ()
+) -> bool:
+    """Append rows without a Spark job, once per (app_id, version); False if that version was committed.
 
     The commit carries a Delta `txn` action, the same one Spark's txnAppId/txnVersion options write, so a table kept
-    idempotent by either writer stays so under the other. For small rows written by one driver (a stream's per-batch
-    metrics): a Spark write of one row costs a job and a snapshot update, 1.4-2.1 s per micro-batch here.
+    idempotent by either writer stays so under the other. For rows already on the driver (a stream's per-batch
+    metrics, a micro-batch's scores collected as Arrow): a Spark write costs a job, a commit through the JVM and a
+    snapshot update, about 1 s per micro-batch here whatever its size. Every column is written nullable, as Spark
+    writes tables. New columns are added to the table (schema merge).
     """
+    import pyarrow as pa
     from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
     from deltalake.exceptions import TableNotFoundError
 
@@ -66,10 +71,12 @@ def append_rows_once(path: Path, rows: pa.Table, app_id: str, version: int) -> b
             logger.info("%s: version %d of %s already committed; skipped", path.name, version, app_id)
             return False
     path.mkdir(parents=True, exist_ok=True)
+    rows = rows.cast(pa.schema([field.with_nullable(True) for field in rows.schema]))
     write_deltalake(
         table if table is not None else str(path),
         rows,
         mode="append",
+        partition_by=list(partition_by) or None,
         schema_mode="merge",  # a table written by an earlier release gets the columns added since
         commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)]),
     )

@@ -467,7 +467,7 @@ class BatchWriter:
 
     def _write(self, out: DataFrame, batch_id: int, model: LoadedModel, started: dt.datetime) -> None:
         config = self.config
-        app_id = config.streaming.query_name
+        app_id, writer = config.streaming.query_name, config.streaming.output_writer
         primary = self.plan.entities[0]
         transactions = combine_entities(out.where(F.col("status") == OK), self.plan)
         if self.high_water is None:
@@ -482,14 +482,14 @@ class BatchWriter:
             ).persist()
             try:
                 with self._step("scores"):
-                    _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
+                    _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"], by=writer)
                 with self._step("stats"):  # three small jobs over cached rows; they decide the two steps below
                     stats = _batch_stats(scored, transactions, out, primary)
                 with self._step("rejected"):
                     if stats["duplicates"] or stats["late"] or stats["invalid"]:
                         topic = config.kafka.topics.transactions.name
                         rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
-                        _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
+                        _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id, by=writer)
                 with self._step("alerts"):
                     if stats["alerts"]:
                         send_alerts(scored, config)
@@ -552,13 +552,11 @@ class BatchWriter:
 
 
 def metrics_rows(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows of gold.stream_metrics as Arrow, every column nullable as in the tables Spark writes."""
+    """Rows of gold.stream_metrics as Arrow."""
     import pyarrow as pa
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    schema = to_arrow_schema(metrics_schema(), timezone="UTC")
-    schema = pa.schema([field.with_nullable(True) for field in schema])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(rows, schema=to_arrow_schema(metrics_schema(), timezone="UTC"))
 
 
 def metrics_schema() -> StructType:
@@ -784,8 +782,23 @@ def _late(high_water: dict[int, int], lateness: int) -> Column:
     return late
 
 
-def _append(frame: DataFrame, path: Path, app_id: str, batch_id: int, *, partition_by: Sequence[str] = ()) -> None:
-    """Idempotent append: Delta skips a (txnAppId, txnVersion) it has already committed."""
+def _append(
+    frame: DataFrame,
+    path: Path,
+    app_id: str,
+    batch_id: int,
+    *,
+    partition_by: Sequence[str] = (),
+    by: str = "driver",
+) -> None:
+    """Idempotent append: a (txnAppId, txnVersion) already committed is skipped, by either writer.
+
+    by="driver": the rows are collected as Arrow and committed with the deltalake package (one Spark job, the
+    collect, and no JVM commit); by="spark": Spark's Delta writer.
+    """
+    if by == "driver":
+        append_rows_once(path, frame.toArrow(), app_id, batch_id, partition_by=partition_by)
+        return
     writer = (
         frame.write.format("delta")
         .mode("append")
