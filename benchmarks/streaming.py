@@ -10,6 +10,8 @@
 - ``latency``: the stream runs continuously (trigger as fast as possible) while a paced producer sends live
   transactions at fixed rates; per row, latency = batch commit time - Kafka append time of the transaction, and
   for alerts, the alert's Kafka append time - the transaction's.
+- ``writers``: the first rate's latency run again with the scores and dead letters committed by Spark's Delta
+  writer (``streaming.output_writer: spark``) next to the default driver-side commit, and their ratios.
 
 Writes benchmarks/results/streaming.json.
 
@@ -269,6 +271,33 @@ def latency(spark, config, *, rates: list[int], seconds: float) -> list[dict]:
     return results
 
 
+def writer_comparison(spark, config, *, rate: int, seconds: float, driver: dict | None) -> dict:
+    """The same paced run with Spark's Delta writer for the scores, next to the driver-side commit (the default).
+
+    `driver` is that rate's run of this benchmark when there was one (else it is measured here too).
+    """
+    from lakestream.io.delta import read_delta
+
+    silver = read_delta(spark, config.table_path("silver", "transactions"))
+    runs = {}
+    for writer in ("driver", "spark"):
+        if writer == "driver" and driver is not None:
+            runs[writer] = driver
+            continue
+        run = config.model_copy(update={"streaming": config.streaming.model_copy(update={"output_writer": writer})})
+        runs[writer] = latency_at(spark, run, silver, rate=rate, seconds=seconds)
+        logger.info("latency at %d/s with the %s writer: %s", rate, writer, runs[writer])
+    ratios = {
+        f"{kind}_p{q}_spark_over_driver": round(
+            runs["spark"][f"{kind}_latency_ms"][f"p{q}"] / runs["driver"][f"{kind}_latency_ms"][f"p{q}"], 2
+        )
+        for kind in ("commit", "alert")
+        for q in (50, 99)
+        if f"{kind}_latency_ms" in runs["spark"] and f"{kind}_latency_ms" in runs["driver"]
+    }
+    return {"rate_per_s": rate, **runs, **ratios}
+
+
 def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
     """One paced run: the producer sends `rate` transactions/s for `seconds` while the stream runs."""
     import numpy as np
@@ -380,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="1000,5000", help="input rates of the latency runs, events/s")
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     parser.add_argument("--kafka-records", type=int, default=2_000_000)
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: kafka,throughput,latency")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: kafka,throughput,latency,writers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(ROOT / "lib"))
@@ -421,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" not in skip:
                 rates = [int(r) for r in args.rates.split(",") if r]
                 result["latency"] = latency(spark, config, rates=rates, seconds=args.latency_seconds)
+            if "writers" not in skip:  # scores committed from the driver vs by Spark's Delta writer, one run
+                rate = int(args.rates.split(",")[0])
+                measured = next((r for r in result.get("latency", []) if r["rate_per_s"] == rate), None)
+                if config.streaming.output_writer != "driver":
+                    measured = None
+                result["writers"] = writer_comparison(
+                    spark, config, rate=rate, seconds=args.latency_seconds, driver=measured
+                )
         finally:
             spark.stop()
     finally:
