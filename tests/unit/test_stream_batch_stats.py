@@ -1,18 +1,20 @@
-"""A micro-batch's counts and latency quantiles, from the three small jobs the stream runs per batch."""
+"""A micro-batch's counts and latency quantiles: from small Spark jobs, or from its scores collected as Arrow."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from pyspark.sql import SparkSession
 
 from lakestream.streaming.online_features import DUPLICATE, OK, REJECTED, REJECTED_ENTITY
-from lakestream.streaming.pipeline import _batch_stats, _latencies
+from lakestream.streaming.pipeline import _arrow_scored_stats, _batch_stats, _latencies
 
 T0 = dt.datetime(2018, 5, 8, 10, 0, 0, tzinfo=dt.UTC)
 
 
-def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSession) -> None:
+@pytest.mark.parametrize("collected", [False, True], ids=["spark-jobs", "collected-scores"])
+def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSession, collected: bool) -> None:
     appended = [T0 + dt.timedelta(milliseconds=10 * i) for i in range(100)]  # Kafka append times, 10 ms apart
     scored = spark.createDataFrame(
         [(i, "block" if i % 10 == 0 else "approve", at) for i, at in enumerate(appended)],
@@ -29,7 +31,8 @@ def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSes
         + [(None, REJECTED_ENTITY, REJECTED)] * 4,
         "transaction_id long, entity string, status string",
     )
-    stats = _batch_stats(scored, transactions, out, "customer_id")
+    # the driver writer hands over the scored rows it collected: their counts then need no Spark job
+    stats = _batch_stats(scored, transactions, out, "customer_id", scored_rows=scored.toArrow() if collected else None)
     assert stats["scored"] == 100
     assert stats["alerts"] == 10
     assert stats["late"] == 2
@@ -43,6 +46,11 @@ def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSes
     assert latency["p95"] in (950, 960)
     assert latency["p99"] in (990, 1000)
     assert latency["p50"] <= latency["p95"] <= latency["p99"]
+
+
+def test_collected_scores_of_an_empty_batch_count_nothing(spark: SparkSession) -> None:
+    empty = spark.createDataFrame([], "transaction_id long, decision string, kafka_timestamp timestamp").toArrow()
+    assert _arrow_scored_stats(empty) == {"scored": 0, "alerts": 0, "t": None}
 
 
 def test_a_batch_without_scored_rows_has_no_latency() -> None:

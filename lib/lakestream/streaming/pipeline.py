@@ -482,9 +482,11 @@ class BatchWriter:
             ).persist()
             try:
                 with self._step("scores"):
-                    _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"], by=writer)
-                with self._step("stats"):  # three small jobs over cached rows; they decide the two steps below
-                    stats = _batch_stats(scored, transactions, out, primary)
+                    collected = _append(
+                        scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"], by=writer
+                    )
+                with self._step("stats"):  # small jobs over cached rows; they decide the two steps below
+                    stats = _batch_stats(scored, transactions, out, primary, scored_rows=collected)
                 with self._step("rejected"):
                     if stats["duplicates"] or stats["late"] or stats["invalid"]:
                         topic = config.kafka.topics.transactions.name
@@ -713,17 +715,27 @@ def send_alerts(scored: DataFrame, config: LakestreamConfig) -> None:
 _LATENCY_QUANTILES = {"p50": 0.5, "p95": 0.05, "p99": 0.01}
 
 
-def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, primary: str) -> dict[str, Any]:
-    """The batch's counts in three jobs over cached rows: scored rows, their transactions, the operator's rows.
+def _batch_stats(
+    scored: DataFrame,
+    transactions: DataFrame,
+    out: DataFrame,
+    primary: str,
+    *,
+    scored_rows: pa.Table | None = None,
+) -> dict[str, Any]:
+    """The batch's counts from small jobs over cached rows: scored rows, their transactions, the operator's rows.
 
     `input` counts transactions (scored, late and duplicated); `invalid` counts records of either topic that
-    failed validation.
+    failed validation. `scored_rows`, the scored rows already collected to the driver, replaces their Spark job.
     """
-    row = scored.agg(
-        F.count(F.lit(1)).alias("scored"),
-        F.count(F.when(_is_alert(), 1)).alias("alerts"),
-        F.percentile_approx(F.unix_millis("kafka_timestamp"), list(_LATENCY_QUANTILES.values()), 1000).alias("t"),
-    ).first()
+    if scored_rows is not None:
+        row = _arrow_scored_stats(scored_rows)
+    else:
+        row = scored.agg(
+            F.count(F.lit(1)).alias("scored"),
+            F.count(F.when(_is_alert(), 1)).alias("alerts"),
+            F.percentile_approx(F.unix_millis("kafka_timestamp"), list(_LATENCY_QUANTILES.values()), 1000).alias("t"),
+        ).first()
     partitions = (
         transactions.groupBy("kafka_partition")
         .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_late").cast("int")).alias("late"), F.max("ts").alias("ts"))
@@ -744,6 +756,20 @@ def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, pri
         "input": sum(int(r["n"]) for r in partitions) + duplicates,
         "max_ts": {r["kafka_partition"]: int(r["ts"]) for r in partitions},
     }
+
+
+def _arrow_scored_stats(rows: pa.Table) -> dict[str, Any]:
+    """The scored rows' count, alerts and Kafka append-time quantiles (ms) from their Arrow table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if rows.num_rows == 0:
+        return {"scored": 0, "alerts": 0, "t": None}
+    stamps = rows.column("kafka_timestamp")
+    millis = pc.cast(pc.cast(stamps, pa.timestamp("ms", stamps.type.tz), safe=False), pa.int64())
+    quantiles = pc.quantile(millis, q=list(_LATENCY_QUANTILES.values()), interpolation="lower")
+    alerts = pc.sum(pc.not_equal(rows.column("decision"), "approve")).as_py()
+    return {"scored": rows.num_rows, "alerts": int(alerts or 0), "t": [int(v) for v in quantiles.to_pylist()]}
 
 
 def _latencies(appended: dict[str, int | None], finished: dt.datetime) -> dict[str, int | None]:
@@ -790,15 +816,16 @@ def _append(
     *,
     partition_by: Sequence[str] = (),
     by: str = "driver",
-) -> None:
+) -> pa.Table | None:
     """Idempotent append: a (txnAppId, txnVersion) already committed is skipped, by either writer.
 
     by="driver": the rows are collected as Arrow and committed with the deltalake package (one Spark job, the
-    collect, and no JVM commit); by="spark": Spark's Delta writer.
+    collect, and no JVM commit), and returned; by="spark": Spark's Delta writer (returns None).
     """
     if by == "driver":
-        append_rows_once(path, frame.toArrow(), app_id, batch_id, partition_by=partition_by)
-        return
+        rows = frame.toArrow()
+        append_rows_once(path, rows, app_id, batch_id, partition_by=partition_by)
+        return rows
     writer = (
         frame.write.format("delta")
         .mode("append")
