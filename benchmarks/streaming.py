@@ -274,19 +274,19 @@ def latency(spark, config, *, rates: list[int], seconds: float) -> list[dict]:
 def writer_comparison(spark, config, *, rate: int, seconds: float, driver: dict | None) -> dict:
     """The same paced run with Spark's Delta writer for the scores, next to the driver-side commit (the default).
 
-    `driver` is that rate's run of this benchmark when there was one (else it is measured here too).
+    `driver` is that rate's run of this benchmark with the driver writer when there was one (else measured here).
     """
     from lakestream.io.delta import read_delta
 
     silver = read_delta(spark, config.table_path("silver", "transactions"))
-    runs = {}
-    for writer in ("driver", "spark"):
-        if writer == "driver" and driver is not None:
-            runs[writer] = driver
-            continue
+
+    def measured_with(writer: str) -> dict:
         run = config.model_copy(update={"streaming": config.streaming.model_copy(update={"output_writer": writer})})
-        runs[writer] = latency_at(spark, run, silver, rate=rate, seconds=seconds)
-        logger.info("latency at %d/s with the %s writer: %s", rate, writer, runs[writer])
+        result = latency_at(spark, run, silver, rate=rate, seconds=seconds)
+        logger.info("latency at %d/s with the %s writer: %s", rate, writer, result)
+        return result
+
+    runs = {"driver": driver or measured_with("driver"), "spark": measured_with("spark")}
     ratios = {
         f"{kind}_p{q}_spark_over_driver": round(
             runs["spark"][f"{kind}_latency_ms"][f"p{q}"] / runs["driver"][f"{kind}_latency_ms"][f"p{q}"], 2
@@ -452,11 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                 result["latency"] = latency(spark, config, rates=rates, seconds=args.latency_seconds)
             if "writers" not in skip:  # scores committed from the driver vs by Spark's Delta writer, one run
                 rate = int(args.rates.split(",")[0])
-                measured = next((r for r in result.get("latency", []) if r["rate_per_s"] == rate), None)
-                if config.streaming.output_writer != "driver":
-                    measured = None
+                runs = result.get("latency", []) if config.streaming.output_writer == "driver" else []
+                driver = next((r for r in runs if r["rate_per_s"] == rate), None)
                 result["writers"] = writer_comparison(
-                    spark, config, rate=rate, seconds=args.latency_seconds, driver=measured
+                    spark, config, rate=rate, seconds=args.latency_seconds, driver=driver
                 )
         finally:
             spark.stop()
