@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from lakestream.config import LakestreamConfig, load_config
-from lakestream.platform.process import free_port
+from lakestream.platform.process import free_ports
 
 
 @pytest.fixture(scope="session", autouse=True)
 def lakestream_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Point configuration at a temporary state folder and free ports for the whole session."""
     state = tmp_path_factory.mktemp("lakestream") / "var"
-    broker_port, controller_port, mlflow_port = free_port(), free_port(), free_port()
+    broker_port, controller_port, mlflow_port = free_ports(3)
     values = {
         "LAKESTREAM_ENV": "test",
         "LAKESTREAM__PATHS__STATE_DIR": str(state),

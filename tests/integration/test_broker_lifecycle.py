@@ -20,13 +20,13 @@ from lakestream.platform.kafka_broker import (
     start_broker,
     stop_broker,
 )
-from lakestream.platform.process import free_port
+from lakestream.platform.process import free_ports
 
 
 @pytest.fixture
 def own_broker_config(tmp_path: Path) -> LakestreamConfig:
     """A second, independent broker configuration (own data folder and ports)."""
-    port, controller = free_port(), free_port()
+    port, controller = free_ports(2)
     return load_config(
         "test",
         overrides={

@@ -12,12 +12,12 @@ from lakestream.config import LakestreamConfig, load_config
 from lakestream.config.models import TopicConfig
 from lakestream.io.kafka import build_admin_client, build_consumer, build_producer, ensure_topics
 from lakestream.platform.kafka_broker import broker_service, start_broker, start_node, stop_broker, stop_node
-from lakestream.platform.process import free_port, pid_is_alive
+from lakestream.platform.process import free_ports, pid_is_alive
 
 
 @pytest.fixture(scope="module")
 def two_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakestreamConfig]:
-    first, controller, second = free_port(), free_port(), free_port()
+    first, controller, second = free_ports(3)
     state: Path = tmp_path_factory.mktemp("kafka-cluster") / "var"
     config = load_config(
         overrides={

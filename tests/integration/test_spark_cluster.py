@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.io.delta import read_delta
-from lakestream.platform.process import free_port, pid_is_alive
+from lakestream.platform.process import free_ports, pid_is_alive
 from lakestream.platform.spark_cluster import (
     cluster_status,
     master_url,
@@ -42,10 +42,11 @@ TRAIN_START = dt.date(2018, 4, 20)  # train 04-20..04-26, delay 7, test 05-04..0
 
 
 def cluster_overrides(state: Path) -> dict[str, Any]:
+    port, webui_port = free_ports(2)
     return {
         "paths.state_dir": str(state),
-        "cluster.port": free_port(),
-        "cluster.webui_port": free_port(),
+        "cluster.port": port,
+        "cluster.webui_port": webui_port,
         "cluster.worker_memory": "2g",
         "spark.executor_memory": "1g",
         "training.xgboost.num_workers": 2,
