@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from pyspark.sql import SparkSession
@@ -12,6 +13,7 @@ from lakestream.config import LakestreamConfig
 from lakestream.config.models import TopicConfig
 from lakestream.io.delta import read_delta
 from lakestream.io.kafka import build_consumer, build_producer, ensure_topics, list_topics, spark_kafka_options
+from lakestream.streaming.pipeline import send_alerts, send_collected_alerts
 from lakestream.streaming.raw_ingest import start_raw_ingest
 
 
@@ -81,3 +83,39 @@ def test_spark_batch_and_streaming_reads_of_a_topic(kafka_broker: LakestreamConf
     )
     query.awaitTermination(120)
     assert read_delta(spark, table).count() == 51
+
+
+def test_driver_alerts_equal_sparks_kafka_writer(kafka_broker: LakestreamConfig, spark: SparkSession) -> None:
+    """The driver's alert records (collected rows, kafka-python) carry the keys and JSON values of Spark's writer."""
+    spark_topic, driver_topic = (TopicConfig(name=f"it-alerts-{by}", partitions=1) for by in ("spark", "driver"))
+    ensure_topics(kafka_broker.kafka, [spark_topic, driver_topic])
+    topics = kafka_broker.kafka.topics.model_copy(update={"fraud_alerts": spark_topic})
+    config = kafka_broker.model_copy(update={"kafka": kafka_broker.kafka.model_copy(update={"topics": topics})})
+    at = dt.datetime(2018, 5, 11, 23, 59, 58, 123456, tzinfo=dt.UTC)
+    rows = [
+        (1, at, 7, 70, 57.16, 0.91, "block"),
+        (2, at, 8, 80, 1234567.5, 1.25e-7, "review"),  # a score Spark spells 1.25E-7
+        (3, at, 9, 90, 3.0, 0.01, "approve"),
+        (4, at + dt.timedelta(hours=1), 7, 71, 0.01, 0.5, "review"),
+    ]
+    scored = spark.createDataFrame(
+        rows,
+        "transaction_id BIGINT, tx_datetime TIMESTAMP, customer_id BIGINT, terminal_id BIGINT, tx_amount DOUBLE,"
+        " score DOUBLE, decision STRING",
+    ).withColumns({"model_version": F.lit("3"), "processed_at": F.col("tx_datetime")})
+
+    send_alerts(scored, config)
+    producer = build_producer(config.kafka)
+    send_collected_alerts(producer, driver_topic.name, scored.toArrow())
+    producer.close()
+
+    def records(topic: str) -> list[tuple[bytes, dict]]:
+        consumer = build_consumer(config.kafka, topic, consumer_timeout_ms=10_000)
+        found = sorted((message.key, json.loads(message.value)) for message in consumer)
+        consumer.close()
+        return found
+
+    expected = records(spark_topic.name)
+    assert [key for key, _ in expected] == [b"1", b"2", b"4"]
+    assert expected[0][1]["processed_at"] == "2018-05-11 23:59:58.123"
+    assert records(driver_topic.name) == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,7 @@ from lakestream.streaming.replay import transaction_fields
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from kafka import KafkaProducer
     from pyspark.sql import Column, DataFrame, GroupedData, SparkSession
     from pyspark.sql.streaming import StreamingQuery
     from pyspark.sql.types import StructType
@@ -449,6 +451,7 @@ class BatchWriter:
     state_rows: int | None = None  # from the latest query progress, set by the driver loop
     batches: int = 0
     steps: dict[str, int] = field(default_factory=dict)  # ms per step of the current batch
+    producer: KafkaProducer | None = None  # alerts from the driver (built on the first batch with alerts)
 
     def __call__(self, out: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (re-runs of a batch id write nothing twice)."""
@@ -493,7 +496,9 @@ class BatchWriter:
                         rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
                         _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id, by=writer)
                 with self._step("alerts"):
-                    if stats["alerts"]:
+                    if stats["alerts"] and collected is not None:
+                        self._send_collected_alerts(collected)
+                    elif stats["alerts"]:
                         send_alerts(scored, config)
                 finished = dt.datetime.now(dt.UTC)
             finally:
@@ -542,6 +547,20 @@ class BatchWriter:
             latency["p99"],
             ", ".join(f"{name} {ms}" for name, ms in self.steps.items()),
         )
+
+    def _send_collected_alerts(self, rows: pa.Table) -> None:
+        """The alerts among the rows the driver writer collected, by a producer kept across batches."""
+        from lakestream.io.kafka import build_producer
+
+        if self.producer is None:
+            self.producer = build_producer(self.config.kafka)
+        send_collected_alerts(self.producer, self.config.kafka.topics.fraud_alerts.name, rows)
+
+    def close(self) -> None:
+        """Release the alert producer (after the query stopped)."""
+        if self.producer is not None:
+            self.producer.close()
+            self.producer = None
 
     @contextlib.contextmanager
     def _step(self, name: str) -> Iterator[None]:
@@ -709,6 +728,38 @@ def send_alerts(scored: DataFrame, config: LakestreamConfig) -> None:
         .option("topic", config.kafka.topics.fraud_alerts.name)
         .save()
     )
+
+
+def alert_messages(rows: pa.Table) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the review/block rows among collected scored rows: send_alerts' records, built in Python.
+
+    The same JSON fields (the session time zone is UTC); numbers may be spelled differently (1e-05 for
+    1.0E-5) but parse to the same values. Null fields are left out, as Spark's to_json does.
+    """
+    import pyarrow.compute as pc
+
+    fields = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
+    flagged = rows.filter(pc.not_equal(rows.column("decision"), "approve"))
+    messages = []
+    for row in flagged.select([*fields, "score", "decision", "model_version", "processed_at"]).to_pylist():
+        row["tx_datetime"] = _utc(row["tx_datetime"]).strftime("%Y-%m-%d %H:%M:%S")
+        row["processed_at"] = _utc(row["processed_at"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        value = json.dumps({k: v for k, v in row.items() if v is not None}, separators=(",", ":"))
+        messages.append((str(row["transaction_id"]).encode(), value.encode()))
+    return messages
+
+
+def send_collected_alerts(producer: KafkaProducer, topic: str, rows: pa.Table) -> None:
+    """alert_messages(rows) -> topic; every send acknowledged before returning (at-least-once, as send_alerts)."""
+    sent = [producer.send(topic, key=key, value=value) for key, value in alert_messages(rows)]
+    producer.flush()
+    for future in sent:
+        future.get(timeout=0)  # raises the error of a send that failed
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """A timestamp from Arrow in UTC (tz-aware columns convert; naive ones are UTC already)."""
+    return moment.astimezone(dt.UTC) if moment.tzinfo is not None else moment
 
 
 # Latency quantiles from quantiles of the Kafka append times: finished - t is largest where t is smallest.

@@ -70,6 +70,7 @@ def run_stream(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         request.unlink(missing_ok=True)
+        handles.writer.close()
     summary = {
         "query": config.streaming.query_name,
         "batches": handles.writer.batches,
