@@ -41,6 +41,10 @@ def reference_features(rows: list[Row], spec: FeatureSetSpec) -> dict[int, Row]:
             peers = [r for r in rows if r[group.entity] == row[group.entity]]
             for window_days, agg, name in group.expanded():
                 width = round(window_days * SECONDS_PER_DAY)
+                if delay > 0 and agg.agg in {"time_since_last", "time_since_first", "last"}:
+                    inside = [r for r in peers if t - delay - width < ts[r[src.id]] <= t - delay]
+                    values[name] = _delayed_edge(agg, t, inside, ts=ts, known=known, id_column=src.id)
+                    continue
                 if agg.agg in {"time_since_last", "last"}:
                     earlier = [r for r in peers if (ts[r[src.id]], r[src.id]) < (t, rid)]
                     previous = max(earlier, key=lambda r: (ts[r[src.id]], r[src.id]), default=None)
@@ -74,6 +78,19 @@ def reference_features(rows: list[Row], spec: FeatureSetSpec) -> dict[int, Row]:
             values[feature.name] = _row_value(feature, row, values, spec)
         out[rid] = values
     return out
+
+
+def _delayed_edge(agg: Any, t: int, inside: list[Row], *, ts: dict, known: Any, id_column: str) -> Any:
+    """last / time_since_last / time_since_first over the rows of a delayed window (known frauds with on_label)."""
+    if agg.on_label and agg.agg != "last":
+        inside = [r for r in inside if known(r)]
+    if not inside:
+        return agg.default
+    order = sorted(inside, key=lambda r: (ts[r[id_column]], r[id_column]))
+    pick = order[0] if agg.agg == "time_since_first" else order[-1]
+    if agg.agg == "last":
+        return float(known(pick)) if agg.on_label else float(pick[agg.column])
+    return float(t - ts[pick[id_column]])
 
 
 def _aggregate(kind: str, data: list[float], default: float | None) -> Any:

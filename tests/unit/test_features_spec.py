@@ -147,6 +147,30 @@ def test_unknown_feature_set_lists_the_available_ones() -> None:
             },
             r"agg 'mean' needs a column",
         ),
+        (
+            {
+                "windows": [
+                    {
+                        "entity": "customer_id",
+                        "windows_days": [1],
+                        "aggregations": [{"name": "F", "agg": "time_since_first"}],
+                    }
+                ]
+            },
+            r"time_since_first aggregations \['F'\] need a delayed \(label\) window",
+        ),
+        (
+            {
+                "windows": [
+                    {
+                        "entity": "customer_id",
+                        "windows_days": [1],
+                        "aggregations": [{"name": "G", "agg": "time_since_last", "column": "tx_amount"}],
+                    }
+                ]
+            },
+            r"agg 'time_since_last' takes no column",
+        ),
         ({"source": {"fixed_point": {"amount": 2}}}, r"source.fixed_point names 'amount', not one of"),
         ({"source": {"fixed_point": {"tx_amount": 9}}}, r"source.fixed_point.tx_amount: 9 decimals; expected 0 to 6"),
     ],

@@ -9,6 +9,8 @@ the epoch second of each row, partitioned by the entity:
   with a smaller transaction id; count, sum, mean and stddev subtract the later peers' contributions.
 - Label aggregations read ``label_known``: the label of a row counts only if it was reported within the
   label delay, so a feature at time t never uses a label reported after t (point-in-time correct).
+- ``last`` / ``time_since_last`` read the previous event in an undelayed window; in a delayed window they read
+  its latest event, ``time_since_first`` its earliest, as min / max over the frame (known frauds with on_label).
 - Counts, label sums and sums of fixed-point columns (``source.fixed_point``, e.g. amounts in cents) are
   differences of running totals (O(1) per row, exact); other sums re-add the frame's rows (O(frame) per row).
 """
@@ -124,7 +126,10 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
     for window_days, aggregation, name in group.expanded():
         width = round(window_days * SECONDS_PER_DAY)
         value = _aggregation_input(aggregation)
-        if aggregation.agg == "time_since_last":
+        if delay > 0 and aggregation.agg in {"last", "time_since_last", "time_since_first"}:
+            frame = entity_order.rangeBetween(-(delay + width) + 1, -delay)
+            result = _delayed_edge(aggregation, value, frame, spec)
+        elif aggregation.agg == "time_since_last":
             gap = F.col(TS) - F.lag(TS).over(by_id)
             result = F.when(gap.isNotNull() & (gap < width), gap.cast("double"))
         elif aggregation.agg == "last":
@@ -160,6 +165,16 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
             result = result.cast("long")
         columns.append(result.alias(name))
     return columns
+
+
+def _delayed_edge(aggregation: Aggregation, value: Column, frame: Window, spec: FeatureSetSpec) -> Column:
+    """last / time_since_last / time_since_first over a delayed frame (t - d - w, t - d]: its latest event's value
+    (latest in (time, id) order), or the seconds since its latest / earliest event (known fraud with on_label)."""
+    if aggregation.agg == "last":
+        return F.max(F.struct(F.col(TS), F.col(spec.source.id), value.alias("value"))).over(frame)["value"]
+    times = F.when(F.col(LABEL_KNOWN) == 1, F.col(TS)) if aggregation.on_label else F.col(TS)
+    edge = (F.min if aggregation.agg == "time_since_first" else F.max)(times).over(frame)
+    return (F.col(TS) - edge).cast("double")
 
 
 def _extreme_aggregate(

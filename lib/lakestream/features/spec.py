@@ -1,8 +1,12 @@
 """Declarative feature sets: one definition (conf/features/<name>.yaml) for the batch and the streaming engines.
 
 A feature set declares its source columns, row-level features (weekend, night, …), event-time window
-aggregations per entity (count, sum, mean, min, max, stddev, last, time since last) with an optional
-label delay, and derived features computed from the others (ratios, z-scores). Loading validates the spec
+aggregations per entity (count, sum, mean, min, max, stddev, last, time since last / first) with an optional
+label delay, and derived features computed from the others (ratios, z-scores). In an undelayed window `last`
+and `time_since_last` read the entity's previous event; in a delayed (label) window (t - d - w, t - d] they read
+the window's latest event, `time_since_first` its earliest, and with `on_label: true` the time-since kinds
+count only known frauds (e.g. how long ago a terminal's first known fraud of the last weeks happened; a
+terminal compromise lasts a fixed time). Loading validates the spec
 as a whole: unknown columns, windows <= 0, delays that leak labels, duplicate names and dangling model
 inputs are refused with a message naming the offending entry.
 """
@@ -22,9 +26,11 @@ from lakestream.errors import ConfigError
 SECONDS_PER_DAY = 86_400
 MAX_FIXED_POINT_DECIMALS = 6  # 10^6 * value still leaves room for long running totals
 
-AggKind = Literal["count", "sum", "mean", "min", "max", "stddev", "last", "time_since_last"]
+AggKind = Literal["count", "sum", "mean", "min", "max", "stddev", "last", "time_since_last", "time_since_first"]
 # Aggregations that read a source column (count and time_since_last do not).
 _NEEDS_COLUMN = {"sum", "mean", "min", "max", "stddev", "last"}
+# Seconds from an event of the window to t; with on_label, from a known fraud of the window.
+_TIME_SINCE = {"time_since_last", "time_since_first"}
 
 
 class _Spec(BaseModel):
@@ -71,8 +77,12 @@ class Aggregation(_Spec):
             raise ValueError(f"aggregation {self.name}: on_label aggregates the label; do not also set column")
         if self.agg in _NEEDS_COLUMN and self.column is None and not self.on_label:
             raise ValueError(f"aggregation {self.name}: agg {self.agg!r} needs a column (or on_label: true)")
-        if self.agg in {"count", "time_since_last"} and (self.column is not None or self.on_label):
-            raise ValueError(f"aggregation {self.name}: agg {self.agg!r} takes no column")
+        if self.agg == "count" and (self.column is not None or self.on_label):
+            raise ValueError(f"aggregation {self.name}: agg 'count' takes no column")
+        if self.agg in _TIME_SINCE and self.column is not None:
+            raise ValueError(
+                f"aggregation {self.name}: agg {self.agg!r} takes no column (on_label: true = over known frauds)"
+            )
         return self
 
 
@@ -189,6 +199,12 @@ class FeatureSetSpec(_Spec):
                 )
             if group.delay_days > 0 and not group.include_current:
                 raise ValueError(f"include_current has no meaning with a delay ({group.entity!r} windows)")
+            first = [a.name for a in group.aggregations if a.agg == "time_since_first"]
+            if first and group.delay_days == 0:
+                raise ValueError(
+                    f"time_since_first aggregations {first} need a delayed (label) window of {group.entity!r}: "
+                    "undelayed windows have time_since_last (the previous event)"
+                )
             for _, aggregation, _ in group.expanded():
                 if aggregation.column is not None and aggregation.column not in known:
                     raise ValueError(

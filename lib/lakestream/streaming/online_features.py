@@ -179,12 +179,16 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
         delay = round(group.delay_days * SECONDS_PER_DAY)
         for window_days, agg, name in group.expanded():
             width = round(window_days * SECONDS_PER_DAY)
-            if agg.agg in {"time_since_last", "last"}:
-                result = _previous(agg.agg, h, pos, t, width, plan.value_columns.index(agg.column) if agg.column else 0)
+            value_index = plan.value_columns.index(agg.column) if agg.column else 0
+            if delay > 0:
+                lo = np.searchsorted(h.ts, t - delay - width, side="right")
+                hi = np.searchsorted(h.ts, t - delay, side="right")
+            if delay > 0 and agg.agg in {"last", "time_since_last", "time_since_first"}:
+                result = _delayed_edge(agg.agg, h, known if agg.on_label else None, t, lo, hi, value_index)
+            elif agg.agg in {"time_since_last", "last"}:
+                result = _previous(agg.agg, h, pos, t, width, value_index)
             else:
                 if delay > 0:
-                    lo = np.searchsorted(h.ts, t - delay - width, side="right")
-                    hi = np.searchsorted(h.ts, t - delay, side="right")
                     self_inside = np.zeros(len(pos), dtype=bool)
                 else:
                     lo = np.searchsorted(h.ts, t - width, side="right")
@@ -251,6 +255,30 @@ def _previous(  # noqa: PLR0917
         result[inside] = gap[inside]
     elif h.values.shape[1]:
         result[inside] = h.values[previous[inside], value_index]
+    return result
+
+
+def _delayed_edge(  # noqa: PLR0917
+    kind: str, h: History, known: np.ndarray | None, t: np.ndarray, lo: np.ndarray, hi: np.ndarray, value_index: int
+) -> np.ndarray:
+    """last / time_since_last / time_since_first over the delayed windows [lo, hi) of the sorted history: the
+    latest event's value (its known label when `known` is given), or the seconds since the latest / earliest
+    event (known fraud when `known` is given)."""
+    result = np.full(len(t), np.nan)
+    if kind == "last":
+        inside = hi > lo
+        data = known if known is not None else h.values[:, value_index]
+        result[inside] = data[hi[inside] - 1]
+        return result
+    if known is None:
+        inside = hi > lo
+        edge = lo if kind == "time_since_first" else hi - 1
+    else:  # known frauds: running counts locate the first / last one of each window
+        counts = np.concatenate([np.zeros(1), np.cumsum(known)])
+        inside = counts[hi] > counts[lo]
+        target = counts[lo] + 1 if kind == "time_since_first" else counts[hi]
+        edge = np.searchsorted(counts, target, side="left") - 1
+    result[inside] = (t[inside] - h.ts[edge[inside]]).astype(np.float64)
     return result
 
 
