@@ -209,8 +209,8 @@ def compare_with_pandas(spark, engine_table: Path, book: pd.DataFrame) -> dict:
     return {"rows_compared": len(engine), "rows_differing": len(differing), "differing_by_feature": report}
 
 
-def timed(label: str, func, *args, repeats: int = 1, **kwargs):
-    """(value of the last run, smallest wall time of `repeats` runs); logs every run."""
+def timed(title: str, func, /, *args, repeats: int = 1, **kwargs):
+    """(value of the last run, smallest wall time of `repeats` runs); logs every run (kwargs go to func)."""
     best = float("inf")
     value = None
     for run in range(repeats):
@@ -218,7 +218,7 @@ def timed(label: str, func, *args, repeats: int = 1, **kwargs):
         value = func(*args, **kwargs)
         seconds = time.perf_counter() - started
         best = min(best, seconds)
-        logger.info("%-28s %8.1f s%s", label, seconds, f" (run {run + 1}/{repeats})" if repeats > 1 else "")
+        logger.info("%-28s %8.1f s%s", title, seconds, f" (run {run + 1}/{repeats})" if repeats > 1 else "")
     return value, best
 
 

@@ -39,17 +39,6 @@ ROUNDS = 100
 logger = logging.getLogger("benchmarks.training")
 
 
-def best_of(repeats: int, func):
-    """(result of the last run, smallest wall time) over `repeats` runs."""
-    best = float("inf")
-    value = None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = func()
-        best = min(best, time.perf_counter() - started)
-    return value, best
-
-
 def main(argv: list[str] | None = None) -> int:
     """Fit both ways at each size and write the JSON result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import xgboost as xgb
+    from features import timed  # the features benchmark's timer: best of n runs, each logged
     from model_quality import bench_config, prepare_lake
     from pyspark.sql import functions as F  # noqa: N812
 
@@ -126,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                             num_workers=2)  # fmt: skip
             fit_single_node(rows_pd.head(20_000), features=features, label=LABEL, settings=settings, nthread=2)
             warmed = True
-        native, native_seconds = best_of(
-            args.repeats,
-            lambda: fit_single_node(rows_pd, features=features, label=LABEL, settings=settings, nthread=2),  # noqa: B023
-        )
-        spark_fit, spark_seconds = best_of(
-            args.repeats,
-            lambda: fit_distributed(frame, features=features, label=LABEL, settings=settings, num_workers=2),  # noqa: B023
-        )
+        native, native_seconds = timed(
+            f"{name}: single node", fit_single_node, rows_pd, features=features, label=LABEL, settings=settings,
+            nthread=2, repeats=args.repeats,
+        )  # fmt: skip
+        spark_fit, spark_seconds = timed(
+            f"{name}: xgboost.spark", fit_distributed, frame, features=features, label=LABEL, settings=settings,
+            num_workers=2, repeats=args.repeats,
+        )  # fmt: skip
         entry = {
             "rows": rows,
             "collect_seconds": round(collect_seconds, 2),

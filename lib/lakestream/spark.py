@@ -114,7 +114,7 @@ def build_spark_session(
     master = present.get("spark.master") if present is not None and present.contains("spark.master") else None
     settings = {**spark_settings(config, master=master), **(extra_conf or {})}
     builder = SparkSession.builder.appName(f"{config.spark.app_name_prefix}-{app_name}")
-    if present is None or not present.contains("spark.master"):
+    if master is None:
         builder = builder.master(config.spark.master)
     for key, value in settings.items():
         if present is None or not present.contains(key):

@@ -82,11 +82,16 @@ def fingerprint(jar_set: JarSet) -> str:
     return digest.hexdigest()[:16]
 
 
+def _stamp_matches(stamp: Path, wanted: str, *, force: bool) -> bool:
+    """True when an earlier build left a stamp with the same fingerprint (and no rebuild is forced)."""
+    return not force and stamp.exists() and stamp.read_text().strip() == wanted
+
+
 def resolve_jar_set(jar_set: JarSet, *, force: bool = False) -> list[Path]:
     """Resolve one jar set into its target folder unless it is already up to date; return the jars."""
     stamp = jar_set.target / ".fingerprint"
     wanted = fingerprint(jar_set)
-    if not force and stamp.exists() and stamp.read_text().strip() == wanted:
+    if _stamp_matches(stamp, wanted, force=force):
         jars = sorted(jar_set.target.glob("*.jar"))
         if jars:
             logger.info("%s jars up to date in %s (%d jars)", jar_set.name, jar_set.target, len(jars))
@@ -151,7 +156,7 @@ def build_local_fs_jar(target: Path, *, force: bool = False) -> Path | None:
         digest.update(source.read_bytes())
     wanted = digest.hexdigest()[:16]
     stamp = target.with_suffix(".fingerprint")
-    if not force and target.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+    if target.exists() and _stamp_matches(stamp, wanted, force=force):
         logger.info("local file system jar up to date: %s", target)
         return target
     with tempfile.TemporaryDirectory(prefix="lakestream-localfs-") as staging:
