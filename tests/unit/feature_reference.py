@@ -9,7 +9,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from lakestream.features.spec import SECONDS_PER_DAY, FeatureSetSpec, RowFeature
+from lakestream.features.spec import DELAYED_EDGE_KINDS, SECONDS_PER_DAY, FeatureSetSpec, RowFeature
 
 Row = dict[str, Any]
 
@@ -41,7 +41,7 @@ def reference_features(rows: list[Row], spec: FeatureSetSpec) -> dict[int, Row]:
             peers = [r for r in rows if r[group.entity] == row[group.entity]]
             for window_days, agg, name in group.expanded():
                 width = round(window_days * SECONDS_PER_DAY)
-                if delay > 0 and agg.agg in {"time_since_last", "time_since_first", "last"}:
+                if delay > 0 and agg.agg in DELAYED_EDGE_KINDS:
                     inside = [r for r in peers if t - delay - width < ts[r[src.id]] <= t - delay]
                     values[name] = _delayed_edge(agg, t, inside, ts=ts, known=known, id_column=src.id)
                     continue

@@ -22,6 +22,7 @@ from lakestream.streaming.online_features import (
     window_features,
 )
 from tests.unit.feature_reference import reference_features
+from tests.unit.test_features_golden import KITCHEN_SINK
 
 FEATURES_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
 START = dt.datetime(2018, 4, 1)
@@ -50,6 +51,12 @@ def random_rows(seed: int, n: int = 600) -> list[dict]:
     ids = [r["transaction_id"] for r in rows]
     assert len(set(ids)) == len(ids)
     return rows
+
+
+def entity_features(plan: OnlinePlan, entity: str) -> list[str]:
+    """The window features of one entity's groups, in plan order."""
+    names = {name for group in plan.groups if group.entity == entity for _, _, name in group.expanded()}
+    return [name for name in plan.feature_names if name in names]
 
 
 def online(rows: list[dict], plan: OnlinePlan, batches: int) -> dict[int, dict[str, float]]:
@@ -82,16 +89,17 @@ def online(rows: list[dict], plan: OnlinePlan, batches: int) -> dict[int, dict[s
                 assert not duplicate.any()
                 for tx_id, row in zip(ids.tolist(), features, strict=True):
                     for name, value in zip(plan.feature_names, row, strict=True):
-                        if not math.isnan(value) or name.startswith(entity.split("_")[0].upper()):
+                        if not math.isnan(value) or name in entity_features(plan, entity):
                             result[tx_id][name] = value
                 history = compact(history, retention_seconds=plan.retention_seconds)
     return result
 
 
-@pytest.mark.parametrize("feature_set", ["fraud_v1", "fraud_v2"])
+@pytest.mark.parametrize("feature_set", ["fraud_v1", "fraud_v2", "kitchen_sink"])
 @pytest.mark.parametrize("batches", [1, 7])
 def test_online_kernel_equals_reference(feature_set: str, batches: int) -> None:
-    spec = load_feature_set(FEATURES_DIR / f"{feature_set}.yaml")
+    """kitchen_sink: every aggregation kind, undelayed and delayed (the golden tests' spec)."""
+    spec = KITCHEN_SINK if feature_set == "kitchen_sink" else load_feature_set(FEATURES_DIR / f"{feature_set}.yaml")
     plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0)
     rows = random_rows(seed=batches)
     expected = reference_features(rows, spec)
@@ -188,7 +196,7 @@ def test_bucketed_processor_equals_reference(feature_set: str) -> None:
         for frame in operator_frames(rows, plan, entity, batches=12):
             for out in processor.handleInputRows((entity, 0), iter([frame]), None):
                 assert (out["status"] == "ok").all()
-                mine = [n for n in plan.feature_names if n.startswith(entity.split("_")[0].upper())]
+                mine = entity_features(plan, entity)
                 for record in out[["transaction_id", *mine]].to_dict("records"):
                     got[int(record.pop("transaction_id"))].update(record)
     assert_equal_to_reference(got, expected, plan)

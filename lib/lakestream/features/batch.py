@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F  # noqa: N812
 
-from lakestream.features.spec import SECONDS_PER_DAY, Aggregation, FeatureSetSpec, RowFeature, WindowGroup
+from lakestream.features.spec import (
+    DELAYED_EDGE_KINDS,
+    SECONDS_PER_DAY,
+    Aggregation,
+    FeatureSetSpec,
+    RowFeature,
+    WindowGroup,
+)
 from lakestream.spark import balanced_partitions
 
 if TYPE_CHECKING:
@@ -126,7 +133,7 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
     for window_days, aggregation, name in group.expanded():
         width = round(window_days * SECONDS_PER_DAY)
         value = _aggregation_input(aggregation)
-        if delay > 0 and aggregation.agg in {"last", "time_since_last", "time_since_first"}:
+        if delay > 0 and aggregation.agg in DELAYED_EDGE_KINDS:
             frame = entity_order.rangeBetween(-(delay + width) + 1, -delay)
             result = _delayed_edge(aggregation, value, frame, spec)
         elif aggregation.agg == "time_since_last":

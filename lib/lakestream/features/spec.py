@@ -27,10 +27,12 @@ SECONDS_PER_DAY = 86_400
 MAX_FIXED_POINT_DECIMALS = 6  # 10^6 * value still leaves room for long running totals
 
 AggKind = Literal["count", "sum", "mean", "min", "max", "stddev", "last", "time_since_last", "time_since_first"]
-# Aggregations that read a source column (count and time_since_last do not).
+# Aggregations that read a source column (count and the time-since kinds do not).
 _NEEDS_COLUMN = {"sum", "mean", "min", "max", "stddev", "last"}
 # Seconds from an event of the window to t; with on_label, from a known fraud of the window.
 _TIME_SINCE = {"time_since_last", "time_since_first"}
+# Aggregations that pick one event of a delayed window (its latest or earliest) instead of reducing all of them.
+DELAYED_EDGE_KINDS = frozenset({"last", *_TIME_SINCE})
 
 
 class _Spec(BaseModel):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lakestream.features.spec import SECONDS_PER_DAY, FeatureSetSpec, WindowGroup
+from lakestream.features.spec import DELAYED_EDGE_KINDS, SECONDS_PER_DAY, FeatureSetSpec, WindowGroup
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,7 +183,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
             if delay > 0:
                 lo = np.searchsorted(h.ts, t - delay - width, side="right")
                 hi = np.searchsorted(h.ts, t - delay, side="right")
-            if delay > 0 and agg.agg in {"last", "time_since_last", "time_since_first"}:
+            if delay > 0 and agg.agg in DELAYED_EDGE_KINDS:
                 result = _delayed_edge(agg.agg, h, known if agg.on_label else None, t, lo, hi, value_index)
             elif agg.agg in {"time_since_last", "last"}:
                 result = _previous(agg.agg, h, pos, t, width, value_index)
@@ -197,7 +197,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
                 if agg.on_label:
                     data, key = known, "label"
                 elif agg.column is not None:
-                    data, key = h.values[:, plan.value_columns.index(agg.column)], agg.column
+                    data, key = h.values[:, value_index], agg.column
                 else:
                     data, key = np.ones(len(h.ts)), "one"
                 result = _moment_or_extreme(agg.agg, data, prefix(key, data), lo, hi, pos, self_inside)
