@@ -8,11 +8,18 @@ known compromised cards removed) to compare AUC.
 
 - single-node: the rows collected to pandas once (timed separately as ``collect_seconds``), then
   QuantileDMatrix + xgboost.train with nthread = 2 (the cores the machine has);
-- distributed: SparkXGBClassifier(num_workers=2) over the same rows cached in Spark as 2 partitions (one per
+- distributed: xgboost.spark with num_workers=2 over the same rows cached in Spark as 2 partitions (one per
   worker, so xgboost.spark does not reshuffle), 1 thread per worker (spark.task.cpus = 1): 2 threads in all.
-  Arrow batches of 200k rows reach the workers (spark.sql.execution.arrow.maxRecordsPerBatch).
+  Arrow batches of 200k rows reach the workers (spark.sql.execution.arrow.maxRecordsPerBatch). This is
+  lakestream's fit_distributed: SparkXGBRegressor with objective binary:logistic (the classifier's booster
+  without its label-counting job) and the barrier syncs served by the driver's rendezvous
+  (``spark_seconds``); the same fit with Spark's own barrier syncs, which poll once a second, is
+  ``spark_barriers_seconds``, in the same run.
 
 Every measurement is the best of ``--repeats`` after one untimed warm-up fit (JVM, Python workers, imports).
+AUC: besides both fits' AUC, ``auc_single_node_rows_shuffled`` holds the single-node fit's AUC on the same rows
+in three other orders (not at 10x): hist's quantile sketch depends on the order of the rows, so this spread is
+the noise floor of any "same AUC" comparison.
 Writes benchmarks/results/training.json.
 
     flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/training.py [--repeats 2] [--skip-10x]
@@ -124,17 +131,29 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: xgboost.spark", fit_distributed, frame, features=features, label=LABEL, settings=settings,
             num_workers=2, repeats=args.repeats,
         )  # fmt: skip
+        _, barriers_seconds = timed(
+            f"{name}: xgboost.spark, Spark's barriers", fit_distributed, frame, features=features, label=LABEL,
+            settings=settings, num_workers=2, rendezvous="spark", repeats=args.repeats,
+        )  # fmt: skip
         entry = {
             "rows": rows,
             "collect_seconds": round(collect_seconds, 2),
             "single_node_seconds": round(native_seconds, 2),
             "spark_seconds": round(spark_seconds, 2),
             "spark_over_single_node": round(spark_seconds / native_seconds, 2),
+            "spark_barriers_seconds": round(barriers_seconds, 2),
+            "spark_barriers_over_single_node": round(barriers_seconds / native_seconds, 2),
             "spark_over_single_node_with_collect": round(spark_seconds / (native_seconds + collect_seconds), 2),
             "auc_single_node": auc_of(native.booster),
             "auc_spark": auc_of(spark_fit.booster),
         }
         entry["same_auc_3_decimals"] = round(entry["auc_single_node"], 3) == round(entry["auc_spark"], 3)
+        if factor != 10:  # the single node's own AUC when only the order of its rows changes (hist sketches)
+            entry["auc_single_node_rows_shuffled"] = [
+                auc_of(fit_single_node(rows_pd.sample(frac=1.0, random_state=seed), features=features, label=LABEL,
+                                       settings=settings, nthread=2).booster)
+                for seed in (1, 2, 3)
+            ]  # fmt: skip
         results["sizes"][name] = entry
         logger.info("%s: %s", name, entry)
         frame.unpersist()

@@ -71,8 +71,14 @@ def submit(config: LakestreamConfig, env: dict[str, str], script: str, *args: st
             command, cwd=config.home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
     result = subprocess.run(command, cwd=config.home, env=env, capture_output=True, text=True, check=False, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, failure_excerpt(result.stderr) + "\nstdout: " + result.stdout[-2000:]
     return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def failure_excerpt(stderr: str) -> str:
+    """The last Python traceback of a failed job (Spark's INFO lines bury it), else the end of its stderr."""
+    start = stderr.rfind("Traceback (most recent call last)")
+    return stderr[start : start + 6000] if start >= 0 else stderr[-4000:]
 
 
 def same_rows(left: DataFrame, right: DataFrame) -> None:

@@ -15,6 +15,7 @@ PLAIN = BoosterSettings({"tree_method": "hist", "max_depth": 3}, 20)
 def test_without_early_stopping_no_default_metric_is_computed() -> None:
     assert booster_params(PLAIN, nthread=2)["disable_default_eval_metric"] == 1
     assert spark_estimator_params(PLAIN)["disable_default_eval_metric"] == 1
+    assert spark_estimator_params(PLAIN)["objective"] == "binary:logistic"  # xgboost.spark's regressor needs it
 
 
 def test_early_stopping_evaluates_aucpr_and_a_chosen_metric_is_kept() -> None:

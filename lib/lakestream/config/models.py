@@ -327,6 +327,9 @@ class XgboostConfig(StrictModel):
     early_stopping_rounds: int | None = Field(default=None, ge=1)
     validation_days: int = Field(default=1, ge=1)  # last days of the train window held out for early stopping
     num_workers: int = Field(default=2, ge=1)  # xgboost.spark workers (one Spark task each)
+    # Who serves xgboost.spark's three barrier syncs: a rendezvous on the driver, or Spark's BarrierTaskContext
+    # (which polls once a second: about 1 s per sync). See lakestream.training.rendezvous.
+    barrier_rendezvous: Literal["driver", "spark"] = "driver"
     nthread: int = Field(default=2, ge=1)  # single-node threads: the cores the driver really has
 
 

@@ -173,6 +173,7 @@ def fit_final_model(
             num_workers=xgb_config.num_workers,
             validation_column=VALIDATION if early else None,
             pos_weight=pos_weight,
+            rendezvous=xgb_config.barrier_rendezvous,
         )
     rows = train.toPandas()
     valid = None

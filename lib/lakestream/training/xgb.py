@@ -3,9 +3,11 @@
 Both return a plain ``xgboost.Booster`` cut at the best iteration, so evaluation, the registry and the scorers
 never care how a model was trained.
 
-- Distributed: ``SparkXGBClassifier`` with the feature columns passed as a list (no VectorAssembler), one
-  worker per Spark task (``num_workers``), threads per worker = ``spark.task.cpus`` (xgboost.spark pins them),
-  early stopping on the rows flagged by a boolean validation column. xgboost.spark has no ``exact`` tree method.
+- Distributed: xgboost.spark (``SparkXGBRegressor`` with objective binary:logistic: the classifier's booster
+  without its label-counting job) with the feature columns passed as a list (no VectorAssembler), one worker
+  per Spark task (``num_workers``), threads per worker = ``spark.task.cpus`` (xgboost.spark pins them), early
+  stopping on the rows flagged by a boolean validation column, barrier syncs served by the driver
+  (lakestream.training.rendezvous). xgboost.spark has no ``exact`` tree method.
 - Single-node: the Spark-built features collected to pandas (training windows are 70k-900k rows), threads
   pinned to the cores the driver really has; the only way to get the book's ``tree_method="exact"``.
 
@@ -22,8 +24,9 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -40,7 +43,7 @@ logger = logging.getLogger(__name__)
 WEIGHT = "_weight"
 FEATURES_ARRAY = "_features"
 # Booster parameters xgboost.spark sets itself or refuses.
-_SPARK_MANAGED = {"objective", "nthread", "n_jobs"}
+_SPARK_MANAGED = {"nthread", "n_jobs"}
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,9 @@ def fit_single_node(
 
 
 def spark_estimator_params(settings: BoosterSettings) -> dict[str, Any]:
-    """SparkXGBClassifier keyword arguments from booster settings (objective and threads are its own)."""
+    """xgboost.spark keyword arguments from booster settings (threads are its own; binary:logistic by default)."""
     params = {key: value for key, value in settings.params.items() if key not in _SPARK_MANAGED}
+    params.setdefault("objective", "binary:logistic")
     if params.get("tree_method") == "exact":
         raise ConfigError(
             "xgboost.spark does not support tree_method=exact; use mode single_node (or single-node-exact) for it"
@@ -236,10 +240,19 @@ def fit_distributed(
     num_workers: int,
     validation_column: str | None = None,
     pos_weight: float | None = None,
+    rendezvous: Literal["driver", "spark"] = "driver",
 ) -> FittedBooster:
-    """SparkXGBClassifier over the rows of `train` (validation rows flagged by validation_column)."""
+    """xgboost.spark over the rows of `train` (validation rows flagged by validation_column).
+
+    The estimator is ``SparkXGBRegressor`` with the configured objective (binary:logistic): the same booster as
+    ``SparkXGBClassifier``, without the Spark job the classifier runs to count the label's distinct values.
+    ``rendezvous="driver"`` serves xgboost.spark's barrier syncs from the driver (see
+    lakestream.training.rendezvous); ``"spark"`` leaves them to Spark's BarrierTaskContext (one second each).
+    """
     from pyspark.sql import functions as F  # noqa: N812
-    from xgboost.spark import SparkXGBClassifier
+    from xgboost.spark import SparkXGBRegressor
+
+    from lakestream.training.rendezvous import RendezvousCallback, driver_rendezvous
 
     if settings.early_stopping_rounds is not None and validation_column is None:
         raise ConfigError("early_stopping_rounds is set but no validation column was given")
@@ -257,12 +270,19 @@ def fit_distributed(
     if pos_weight is not None:
         extra.append(F.when(F.col(label) == 1, F.lit(pos_weight)).otherwise(F.lit(1.0)).alias(WEIGHT))
         kwargs["weight_col"] = WEIGHT
-    estimator = SparkXGBClassifier(
-        features_col=features_col, label_col=label, num_workers=num_workers, feature_names=list(features), **kwargs
+    callbacks = [RendezvousCallback()] if rendezvous == "driver" else None
+    estimator = SparkXGBRegressor(
+        features_col=features_col,
+        label_col=label,
+        num_workers=num_workers,
+        feature_names=list(features),
+        callbacks=callbacks,
+        **kwargs,
     )
     started = time.perf_counter()
-    model = estimator.fit(train.select(*columns, *extra))
-    sklearn_model = model._xgb_sklearn_model  # the fitted XGBClassifier: it knows best_iteration
+    with driver_rendezvous(train.sparkSession) if rendezvous == "driver" else nullcontext():
+        model = estimator.fit(train.select(*columns, *extra))
+    sklearn_model = model._xgb_sklearn_model  # the fitted XGBRegressor: it knows best_iteration
     best = getattr(sklearn_model, "best_iteration", None) if settings.early_stopping_rounds is not None else None
     booster = _cut_at_best(model.get_booster(), best)
     seconds = time.perf_counter() - started
