@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PROPERTY = "lakestream.xgboost.rendezvous"  # Spark local property: "host:port:token" of the driver's rendezvous
+_REQUEST_TIMEOUT = 30.0  # seconds a connection may take to send its one-line request
 logger = logging.getLogger(__name__)
 
 
@@ -90,7 +91,9 @@ class RendezvousServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            conn.settimeout(_REQUEST_TIMEOUT)  # a task sends its request as soon as it connects
             line = conn.makefile("rb").readline()
+            conn.settimeout(None)  # then waits as long as the slowest task of its stage
             request = json.loads(line)
             if request.get("token") != self.token:
                 raise ValueError("wrong token")
@@ -106,7 +109,7 @@ class RendezvousServer:
         with self._lock:
             group = self._groups.setdefault(key, {})
             stale = group.get(partition)
-            if stale is not None and stale.attempt != request["attempt"]:
+            if stale is not None and stale.attempt != int(request["attempt"]):
                 stale.conn.close()  # an earlier attempt of this partition: the retried task takes its place
             group[partition] = _Member(conn, int(request["attempt"]), str(request["message"]))
             for dead in [p for p, member in group.items() if not member.alive()]:
