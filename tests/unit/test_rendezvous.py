@@ -99,3 +99,12 @@ def test_a_wrong_token_is_refused_and_closing_fails_waiting_tasks_clearly(server
     waiting["thread"].join(10)
     assert "hung up before sync 0 of stage 7" in waiting["error"]
     assert server.syncs_served == 0
+
+
+def test_a_line_that_is_not_a_sync_request_is_refused(server: RendezvousServer) -> None:
+    host, port, _ = server.address.rsplit(":", 2)
+    for line in (b"not json\n", b"[1, 2]\n", b'{"token": "x"}\n'):
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(line)
+            assert conn.recv(1) == b"", line
+    assert server.syncs_served == 0

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 PROPERTY = "lakestream.xgboost.rendezvous"  # Spark local property: "host:port:token" of the driver's rendezvous
 _REQUEST_TIMEOUT = 30.0  # seconds a connection may take to send its one-line request
+_REQUEST_FIELDS = {"token", "stage", "sync", "partition", "tasks", "attempt", "message"}
 logger = logging.getLogger(__name__)
 
 
@@ -76,13 +77,12 @@ class RendezvousServer:
         self.address = f"{host}:{self._server.getsockname()[1]}:{self.token}"
         self._groups: dict[tuple[int, int], dict[int, _Member]] = {}
         self._lock = threading.Lock()
-        self._closed = False
         self.syncs_served = 0
         self._thread = threading.Thread(target=self._accept, name="xgboost-rendezvous", daemon=True)
         self._thread.start()
 
     def _accept(self) -> None:
-        while not self._closed:
+        while True:
             try:
                 conn, _ = self._server.accept()
             except OSError:
@@ -95,7 +95,9 @@ class RendezvousServer:
             line = conn.makefile("rb").readline()
             conn.settimeout(None)  # then waits as long as the slowest task of its stage
             request = json.loads(line)
-            if request.get("token") != self.token:
+            if not isinstance(request, dict) or not request.keys() >= _REQUEST_FIELDS:
+                raise ValueError(f"not a sync request: {line[:200]!r}")
+            if request["token"] != self.token:
                 raise ValueError("wrong token")
         except (OSError, ValueError) as err:
             logger.warning("xgboost rendezvous: refused a request (%s)", err)
@@ -124,7 +126,6 @@ class RendezvousServer:
 
     def close(self) -> None:
         """Stop accepting and hang up on anyone still waiting (their sync fails with a clear error)."""
-        self._closed = True
         self._server.close()
         with self._lock:
             for group in self._groups.values():
