@@ -183,7 +183,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
         .withColumn("tx_datetime", F.col("tx_datetime").cast("timestamp"))
         .withColumn("reported_at", F.col("reported_at").cast("timestamp"))
     )
-    features = compute_features(source, spec=spec, start=start)
+    features = compute_features(source, spec=spec, start=start, end=end)
     if start is not None and end is not None:
         features = select_days(features, start=start, end=end)
     written = Observation("rows")
@@ -265,7 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     config = load_config()
-    spark = build_spark_session(config, "bench-features", extra_conf={"spark.sql.shuffle.partitions": "4"})
+    # a day's look-back opens 38 partition folders: above Spark's threshold of 32 paths the listing runs as a
+    # Spark job of its own; the feature store reads Delta, whose log names the files (no listing at all)
+    spark = build_spark_session(
+        config,
+        "bench-features",
+        extra_conf={
+            "spark.sql.shuffle.partitions": "4",
+            "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000",
+        },
+    )
     full_out = WORK / "spark_full"
     day_out = WORK / "spark_day"
     for path in (full_out, day_out, WORK / "spark_warmup"):

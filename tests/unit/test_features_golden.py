@@ -16,7 +16,7 @@ import pytest
 from feature_reference import reference_features
 from pyspark.sql import SparkSession
 
-from lakestream.features.batch import compute_features
+from lakestream.features.batch import PAIR_JOIN_MAX_DAYS, compute_features
 from lakestream.features.spec import FeatureSetSpec, feature_set_path, load_feature_set
 
 FEATURES_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
@@ -231,19 +231,32 @@ def test_point_in_time_no_leakage(spark: SparkSession) -> None:
             assert left[tid][name] == pytest.approx(right[tid][name], rel=1e-12, abs=1e-12), (tid, name)
 
 
-@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents"])
-def test_a_build_from_start_equals_the_whole_history_on_its_days(spark: SparkSession, spec_name: str) -> None:
-    """compute_features(start=...) drops each window group's older rows before it runs: the days >= start
-    must keep exactly the values of a computation over the whole history (running totals included)."""
+@pytest.mark.parametrize(
+    ("spec_name", "days"),
+    [
+        ("kitchen_sink", None),
+        ("kitchen_sink_cents", None),
+        ("kitchen_sink", PAIR_JOIN_MAX_DAYS),  # the ties: all count group sums pairs
+        ("fraud_v1", 1),  # every group sums pairs
+        ("fraud_v2", 2),
+    ],
+)
+def test_a_build_from_start_equals_the_whole_history_on_its_days(
+    spark: SparkSession, spec_name: str, days: int | None
+) -> None:
+    """compute_features(start=...) drops each window group's older rows before it runs, and with an end (a build
+    of a few days) sums the exact groups over joined pairs: the days >= start must keep exactly the values of a
+    computation over the whole history (running totals included)."""
     spec = _spec(spec_name)
     rows = random_rows(400, seed=5)
     start = (T0 + dt.timedelta(days=14)).date()
+    end = None if days is None else start + dt.timedelta(days=days - 1)
     first = spec.first_day_to_read(start)
-    read = [row for row in rows if row["tx_datetime"].date() >= first]
+    read = [row for row in rows if first <= row["tx_datetime"].date() <= (end or dt.date.max)]
     full = compute_features(spark.createDataFrame(rows, SCHEMA), spec=spec)
-    since = compute_features(spark.createDataFrame(read, SCHEMA), spec=spec, start=start)
+    since = compute_features(spark.createDataFrame(read, SCHEMA), spec=spec, start=start, end=end)
     assert since.columns == full.columns  # the declared column order, although the groups ran in another
-    wanted = [row["transaction_id"] for row in rows if row["tx_datetime"].date() >= start]
+    wanted = [row["transaction_id"] for row in rows if start <= row["tx_datetime"].date() <= (end or dt.date.max)]
     left = {r["transaction_id"]: r for r in full.where(full.transaction_id.isin(wanted)).collect()}
     right = {r["transaction_id"]: r for r in since.where(since.transaction_id.isin(wanted)).collect()}
     assert left.keys() == right.keys() == set(wanted)
