@@ -183,7 +183,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
         .withColumn("tx_datetime", F.col("tx_datetime").cast("timestamp"))
         .withColumn("reported_at", F.col("reported_at").cast("timestamp"))
     )
-    features = compute_features(source, spec=spec, start=start, end=end)
+    features = compute_features(source, spec=spec, start=start, end=end, date_column="tx_date")
     if start is not None and end is not None:
         features = select_days(features, start=start, end=end)
     written = Observation("rows")
@@ -291,27 +291,21 @@ def main(argv: list[str] | None = None) -> int:
         end=last_day,
     )
     timed("spark warm-up (not counted)", spark_features, spark, input_dir, full_out, start=None, end=None)
-    _, results["seconds"]["spark_full"] = timed(
-        "spark engine full history",
-        spark_features,
-        spark,
-        input_dir,
-        full_out,
-        start=None,
-        end=None,
-        repeats=args.repeats,
-    )
-    last_day = dt.date(2018, 4, 1) + dt.timedelta(days=args.days - 1)
-    _, results["seconds"]["spark_incremental_day"] = timed(
-        "spark engine one day",
-        spark_features,
-        spark,
-        input_dir,
-        day_out,
-        start=last_day,
-        end=last_day,
-        repeats=args.repeats,
-    )
+    # full builds and days alternate (full, day, full, day, ...): both see the same machine and the same JVM
+    # (heap, shuffle files left by the builds before them); each is the best of its runs
+    best_full = best_day = float("inf")
+    for run in range(args.repeats):
+        suffix = f" (run {run + 1}/{args.repeats})"
+        _, seconds = timed(
+            "spark engine full history" + suffix, spark_features, spark, input_dir, full_out, start=None, end=None
+        )
+        best_full = min(best_full, seconds)
+        _, seconds = timed(
+            "spark engine one day" + suffix, spark_features, spark, input_dir, day_out, start=last_day, end=last_day
+        )
+        best_day = min(best_day, seconds)
+    results["seconds"]["spark_full"] = best_full
+    results["seconds"]["spark_incremental_day"] = best_day
     full_day = spark.read.format("delta").load(str(full_out)).where(f"tx_date = '{last_day}'").drop("feature_set")
     one_day = spark.read.format("delta").load(str(day_out)).drop("feature_set")
     results["incremental_equals_full"] = (

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from feature_reference import reference_features
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.features.batch import PAIR_JOIN_MAX_DAYS, compute_features
 from lakestream.features.spec import FeatureSetSpec, feature_set_path, load_feature_set
@@ -245,16 +246,20 @@ def test_a_build_from_start_equals_the_whole_history_on_its_days(
     spark: SparkSession, spec_name: str, days: int | None
 ) -> None:
     """compute_features(start=...) drops each window group's older rows before it runs, and with an end (a build
-    of a few days) sums the exact groups over joined pairs: the days >= start must keep exactly the values of a
-    computation over the whole history (running totals included)."""
+    of a few days) sums the exact groups over joined pairs, its reads filtered on the date column too: the days >=
+    start must keep exactly the values of a computation over the whole history (running totals included)."""
     spec = _spec(spec_name)
     rows = random_rows(400, seed=5)
     start = (T0 + dt.timedelta(days=14)).date()
     end = None if days is None else start + dt.timedelta(days=days - 1)
     first = spec.first_day_to_read(start)
     read = [row for row in rows if first <= row["tx_datetime"].date() <= (end or dt.date.max)]
-    full = compute_features(spark.createDataFrame(rows, SCHEMA), spec=spec)
-    since = compute_features(spark.createDataFrame(read, SCHEMA), spec=spec, start=start, end=end)
+
+    def events(chosen: list[dict[str, Any]]) -> DataFrame:  # with the UTC date a partitioned source keeps
+        return spark.createDataFrame(chosen, SCHEMA).withColumn("tx_date", F.to_date("tx_datetime"))
+
+    full = compute_features(events(rows), spec=spec)
+    since = compute_features(events(read), spec=spec, start=start, end=end, date_column="tx_date")
     assert since.columns == full.columns  # the declared column order, although the groups ran in another
     wanted = [row["transaction_id"] for row in rows if start <= row["tx_datetime"].date() <= (end or dt.date.max)]
     left = {r["transaction_id"]: r for r in full.where(full.transaction_id.isin(wanted)).collect()}

@@ -49,7 +49,12 @@ PAIR_JOIN_MAX_DAYS = 3
 
 
 def compute_features(
-    events: DataFrame, *, spec: FeatureSetSpec, start: dt.date | None = None, end: dt.date | None = None
+    events: DataFrame,
+    *,
+    spec: FeatureSetSpec,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    date_column: str | None = None,
 ) -> DataFrame:
     """Source rows (+ label, reported_at) -> source columns + every feature of the spec; one row per event.
 
@@ -63,6 +68,10 @@ def compute_features(
     aggregation is an exact sum (counts, label sums, fixed-point sums and means) skip the windows altogether: each
     wanted row is joined to the look-back rows of its entity and the frame's rows are summed per row (see
     ``_pair_columns``); integer sums are the same whatever the order, so the values are byte-equal.
+
+    ``date_column`` names a column of ``events`` holding each event's UTC date (the source's partition column):
+    the daily reads then also filter on it, so a partitioned source opens only the partitions they need (a filter on
+    the timestamp alone skips files by their statistics, when the format keeps any).
     """
     source = spec.source
     frame = events.withColumn(TS, F.col(source.timestamp).cast("timestamp").cast("long"))
@@ -92,20 +101,25 @@ def compute_features(
         frame = frame.repartition(partitions, group.entity).sortWithinPartitions(group.entity, TS, source.id)
         frame = frame.select("*", *_window_columns(group, spec))
     if paired:
-        frame = frame.where(_at_or_after(source.timestamp, start_ts))
+        frame = frame.where(_at_or_after(source.timestamp, start_ts, date_column))
         for group in paired:
             needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
-            frame = _pair_columns(frame, history.where(_at_or_after(source.timestamp, needed + 1)), group, spec)
+            look_back = history.where(_at_or_after(source.timestamp, needed + 1, date_column))
+            frame = _pair_columns(frame, look_back, group, spec)
     frame = frame.select(*columns, *spec.window_feature_names())  # the declared column order, whatever ran first
     frame = add_derived_features(frame, spec)
     helpers = [c for c in frame.columns if c.startswith("_")]
     return frame.drop(*helpers, source.label, source.label_reported_at)
 
 
-def _at_or_after(timestamp: str, seconds: int) -> Column:
+def _at_or_after(timestamp: str, seconds: int, date_column: str | None = None) -> Column:
     """Rows at or after an epoch second: on the source's timestamp itself (Parquet and Delta skip files and row
-    groups by its statistics) and on the whole-second TS the frames use."""
+    groups by its statistics), on the whole-second TS the frames use and, when the source has one, on its date
+    (partition) column: the second's UTC date or later."""
     since = F.col(timestamp).cast("timestamp") >= F.timestamp_seconds(F.lit(seconds))
+    if date_column is not None:
+        day = dt.datetime.fromtimestamp(seconds, dt.UTC).date()
+        since = since & (F.col(date_column) >= F.lit(day))
     return since & (F.col(TS) >= F.lit(seconds))
 
 

@@ -108,7 +108,10 @@ def build_feature_table(
         )
     source = join_labels(transactions.select(*spec.source.columns, "tx_date"), labels, spec=spec)
     features = add_lineage(
-        select_days(compute_features(source, spec=spec, start=start, end=end), start=start, end=end), spec=spec
+        select_days(
+            compute_features(source, spec=spec, start=start, end=end, date_column="tx_date"), start=start, end=end
+        ),
+        spec=spec,
     )
     path = feature_table_path(config, spec)
     lineage = {
