@@ -70,8 +70,7 @@ def compute_features(
     ``_pair_columns``); integer sums are the same whatever the order, so the values are byte-equal.
 
     ``date_column`` names a column of ``events`` holding each event's UTC date (the source's partition column):
-    the daily reads then also filter on it, so a partitioned source opens only the partitions they need (a filter on
-    the timestamp alone skips files by their statistics, when the format keeps any).
+    the daily reads then also filter on it, so a partitioned source opens only the partitions they need.
     """
     source = spec.source
     frame = events.withColumn(TS, F.col(source.timestamp).cast("timestamp").cast("long"))
@@ -113,9 +112,10 @@ def compute_features(
 
 
 def _at_or_after(timestamp: str, seconds: int, date_column: str | None = None) -> Column:
-    """Rows at or after an epoch second: on the source's timestamp itself (Parquet and Delta skip files and row
-    groups by its statistics), on the whole-second TS the frames use and, when the source has one, on its date
-    (partition) column: the second's UTC date or later."""
+    """Rows at or after an epoch second: on the source's timestamp itself (Delta can skip files by its statistics; on
+    the features benchmark's Parquet input, a timestamp_ntz column, Spark skipped no row group), on the whole-second
+    TS the frames use and, when the source has one, on its date (partition) column: the second's UTC date or
+    later, which prunes whole partitions."""
     since = F.col(timestamp).cast("timestamp") >= F.timestamp_seconds(F.lit(seconds))
     if date_column is not None:
         day = dt.datetime.fromtimestamp(seconds, dt.UTC).date()
