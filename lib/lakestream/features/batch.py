@@ -89,7 +89,7 @@ def compute_features(
     history = frame
     kept_from = None
     partitions = balanced_partitions(events.sparkSession)
-    for group in groups:
+    for number, group in enumerate(groups):
         if start is not None:
             needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
             if kept_from is None or needed > kept_from:  # a filter between window stages: never pushed below them
@@ -98,7 +98,11 @@ def compute_features(
         # rows of an entity in (time, id) order: the window operators keep it (no sort of their own), so a frame's
         # sums add the same rows in the same order whatever ran before or was read: bit-equal days
         frame = frame.repartition(partitions, group.entity).sortWithinPartitions(group.entity, TS, source.id)
-        frame = frame.select("*", *_window_columns(group, spec))
+        kept = frame.columns
+        terms = _SharedTerms(prefix=f"_w{number}_")
+        features = _window_columns(group, spec, terms)
+        # the group's distinct window aggregates first (computed by the Window operators), then its features
+        frame = frame.select("*", *terms.columns()).select(*kept, *features)
     if paired:
         frame = frame.where(_at_or_after(source.timestamp, start_ts, date_column))
         for group in paired:
@@ -168,7 +172,33 @@ def _row_feature_expr(feature: RowFeature, spec: FeatureSetSpec) -> Column:
     return F.when(ok, (F.col(str(feature.column)) - F.col(str(feature.mean))) / std).otherwise(F.lit(feature.default))
 
 
-def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
+class _SharedTerms:
+    """The distinct window aggregates of a group, each computed once.
+
+    Features share terms: the running count of a frame feeds its count and its mean, and the count and the total
+    of the frames ending at the current row feed every window of the group. Spark's Window operator evaluates every
+    window expression it is given, equal or not (24 running sums for fraud_v1's 8 distinct customer ones), so each
+    distinct expression (by its text, which names the function, its input and its whole window) becomes one helper
+    column, and the features read the helpers.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._terms: dict[str, tuple[str, Column]] = {}
+
+    def __call__(self, expression: Column) -> Column:
+        """A reference to the helper column computing `expression` (added on first use)."""
+        key = str(expression)
+        if key not in self._terms:
+            self._terms[key] = (f"{self._prefix}{len(self._terms)}", expression)
+        return F.col(self._terms[key][0])
+
+    def columns(self) -> list[Column]:
+        """Every distinct term, as an aliased column to select."""
+        return [expression.alias(name) for name, expression in self._terms.values()]
+
+
+def _window_columns(group: WindowGroup, spec: FeatureSetSpec, share: _SharedTerms) -> list[Column]:
     entity_order = Window.partitionBy(group.entity).orderBy(TS)
     by_id = Window.partitionBy(group.entity).orderBy(TS, spec.source.id)
     later_peers = Window.partitionBy(group.entity, TS).orderBy(spec.source.id).rowsBetween(1, Window.unboundedFollowing)
@@ -180,13 +210,13 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
         value = _aggregation_input(aggregation)
         if delay > 0 and aggregation.agg in DELAYED_EDGE_KINDS:
             frame = entity_order.rangeBetween(-(delay + width) + 1, -delay)
-            result = _delayed_edge(aggregation, value, frame, spec)
+            result = _delayed_edge(aggregation, value, frame, spec, share)
         elif aggregation.agg == "time_since_last":
-            gap = F.col(TS) - F.lag(TS).over(by_id)
+            gap = F.col(TS) - share(F.lag(TS).over(by_id))
             result = F.when(gap.isNotNull() & (gap < width), gap.cast("double"))
         elif aggregation.agg == "last":
-            gap = F.col(TS) - F.lag(TS).over(by_id)
-            result = F.when(gap.isNotNull() & (gap < width), F.lag(value).over(by_id))
+            gap = F.col(TS) - share(F.lag(TS).over(by_id))
+            result = F.when(gap.isNotNull() & (gap < width), share(F.lag(value).over(by_id)))
         elif aggregation.agg in {"min", "max"}:
             result = _extreme_aggregate(
                 aggregation,
@@ -196,6 +226,7 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
                 delay=delay,
                 group=group,
                 same_second=Window.partitionBy(group.entity, TS).orderBy(spec.source.id),
+                share=share,
             )
         else:
             result = _moment_aggregate(
@@ -207,6 +238,7 @@ def _window_columns(group: WindowGroup, spec: FeatureSetSpec) -> list[Column]:
                 upper=-delay,
                 later_peers=later_peers if subtract_peers else None,
                 exclude_current=delay == 0 and not group.include_current,
+                share=share,
             )
         columns.append(_with_default(result, aggregation).alias(name))
     return columns
@@ -224,13 +256,15 @@ def _with_default(result: Column, aggregation: Aggregation) -> Column:
     return result
 
 
-def _delayed_edge(aggregation: Aggregation, value: Column, frame: Window, spec: FeatureSetSpec) -> Column:
+def _delayed_edge(
+    aggregation: Aggregation, value: Column, frame: Window, spec: FeatureSetSpec, share: _SharedTerms
+) -> Column:
     """last / time_since_last / time_since_first over a delayed frame (t - d - w, t - d]: its latest event's value
     (latest in (time, id) order), or the seconds since its latest / earliest event (known fraud with on_label)."""
     if aggregation.agg == "last":
-        return F.max(F.struct(F.col(TS), F.col(spec.source.id), value.alias("value"))).over(frame)["value"]
+        return share(F.max(F.struct(F.col(TS), F.col(spec.source.id), value.alias("value"))).over(frame))["value"]
     times = F.when(F.col(LABEL_KNOWN) == 1, F.col(TS)) if aggregation.on_label else F.col(TS)
-    edge = (F.min if aggregation.agg == "time_since_first" else F.max)(times).over(frame)
+    edge = share((F.min if aggregation.agg == "time_since_first" else F.max)(times).over(frame))
     return (F.col(TS) - edge).cast("double")
 
 
@@ -243,19 +277,20 @@ def _extreme_aggregate(
     delay: int,
     group: WindowGroup,
     same_second: Window,
+    share: _SharedTerms,
 ) -> Column:
     """min / max: earlier seconds by range frame, the current second by id order (peers cannot be subtracted)."""
     agg_fn, combine = (F.min, F.least) if aggregation.agg == "min" else (F.max, F.greatest)
     if delay > 0:
-        return agg_fn(value).over(entity_order.rangeBetween(-(delay + width) + 1, -delay))
+        return share(agg_fn(value).over(entity_order.rangeBetween(-(delay + width) + 1, -delay)))
     parts = [
-        agg_fn(value).over(entity_order.rangeBetween(-width + 1, -1)),  # earlier seconds
-        agg_fn(value).over(same_second.rowsBetween(Window.unboundedPreceding, -1)),  # earlier ids, this second
+        share(agg_fn(value).over(entity_order.rangeBetween(-width + 1, -1))),  # earlier seconds
+        share(agg_fn(value).over(same_second.rowsBetween(Window.unboundedPreceding, -1))),  # earlier ids, this second
     ]
     if group.include_current:
         parts.append(value)
     if group.ties == "all":
-        parts.append(agg_fn(value).over(same_second.rowsBetween(1, Window.unboundedFollowing)))
+        parts.append(share(agg_fn(value).over(same_second.rowsBetween(1, Window.unboundedFollowing))))
     return combine(*parts)
 
 
@@ -284,6 +319,7 @@ def _moment_aggregate(
     upper: int,
     later_peers: Window | None,
     exclude_current: bool,
+    share: _SharedTerms,
 ) -> Column:
     """count / sum / mean / stddev over (t + lower, t + upper], minus excluded rows.
 
@@ -295,7 +331,7 @@ def _moment_aggregate(
     """
 
     def running(bound: int, column: Column) -> Column:
-        return F.sum(column).over(entity_order.rangeBetween(Window.unboundedPreceding, bound))
+        return share(F.sum(column).over(entity_order.rangeBetween(Window.unboundedPreceding, bound)))
 
     def exact_sum(column: Column) -> Column:
         return F.coalesce(running(upper, column), F.lit(0)) - F.coalesce(running(lower, column), F.lit(0))
@@ -303,26 +339,33 @@ def _moment_aggregate(
     window = entity_order.rangeBetween(lower + 1, upper)
     one = F.lit(1)
     count = exact_sum(one)
-    if decimals is not None:  # integer units (cents for 2 decimals): exact sums
-        units = F.round(value * F.lit(10**decimals)).cast("long")
-        total = exact_sum(units)
-    else:
-        units = value
-        total = F.coalesce(F.sum(value).over(window), F.lit(0.0))
-    squares = F.coalesce(F.sum(value * value).over(window), F.lit(0.0))
     if later_peers is not None:
-        count = count - F.count(one).over(later_peers)
-        total = total - F.coalesce(F.sum(units).over(later_peers), F.lit(0))
-        squares = squares - F.coalesce(F.sum(value * value).over(later_peers), F.lit(0.0))
+        count = count - share(F.count(one).over(later_peers))
     if exclude_current:
         count = count - 1
-        total = total - units
-        squares = squares - value * value
+    total = squares = None  # only the terms the aggregation reads become window aggregates
+    if aggregation.agg != "count":
+        if decimals is not None:  # integer units (cents for 2 decimals): exact sums
+            units = F.round(value * F.lit(10**decimals)).cast("long")
+            total = exact_sum(units)
+        else:
+            units = value
+            total = F.coalesce(share(F.sum(value).over(window)), F.lit(0.0))
+        if later_peers is not None:
+            total = total - F.coalesce(share(F.sum(units).over(later_peers)), F.lit(0))
+        if exclude_current:
+            total = total - units
+    if aggregation.agg == "stddev":
+        squares = F.coalesce(share(F.sum(value * value).over(window)), F.lit(0.0))
+        if later_peers is not None:
+            squares = squares - F.coalesce(share(F.sum(value * value).over(later_peers)), F.lit(0.0))
+        if exclude_current:
+            squares = squares - value * value
     return _moment_result(aggregation, count=count, total=total, squares=squares, decimals=decimals)
 
 
 def _moment_result(
-    aggregation: Aggregation, *, count: Column, total: Column, squares: Column | None, decimals: int | None
+    aggregation: Aggregation, *, count: Column, total: Column | None, squares: Column | None, decimals: int | None
 ) -> Column:
     """count / sum / mean / stddev of a frame from its row count, its total (in units of 10^-decimals) and
     its sum of squares; the window and the pair paths share it, so equal sums give byte-equal values."""
