@@ -160,16 +160,14 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
     """Lakestream's engine over the Parquet input; a day range reads only its look-back partitions.
 
     A day range opens only the look-back's partition folders (as the feature store's Delta read prunes them from
-    the log): listing and inferring all 183 folders cost about a second per read here. The written rows are
-    counted by the write itself (an observation), as the feature store does.
+    the log): listing and inferring all 183 folders cost about a second per read here. The rows are written as
+    the feature store writes them (one file per day, statistics on the keys, counted by the write itself).
     """
-    from pyspark.sql import Observation
     from pyspark.sql import functions as F  # noqa: N812
 
     from lakestream.features.batch import compute_features
     from lakestream.features.spec import feature_set_path, load_feature_set
-    from lakestream.features.store import add_lineage, select_days
-    from lakestream.spark import balanced_partitions
+    from lakestream.features.store import add_lineage, select_days, write_features
 
     spec = load_feature_set(feature_set_path(ROOT / "conf" / "features", "fraud_v1"))
     if start is not None and end is not None:
@@ -186,11 +184,7 @@ def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | Non
     features = compute_features(source, spec=spec, start=start, end=end, date_column="tx_date")
     if start is not None and end is not None:
         features = select_days(features, start=start, end=end)
-    written = Observation("rows")
-    add_lineage(features, spec=spec).observe(written, F.count(F.lit(1)).alias("rows")).repartition(
-        balanced_partitions(spark), "tx_date"
-    ).write.format("delta").mode("overwrite").partitionBy("tx_date").save(str(output))
-    return int(written.get["rows"])
+    return write_features(add_lineage(features, spec=spec), output, spec=spec)
 
 
 def compare_with_pandas(spark, engine_table: Path, book: pd.DataFrame) -> dict:

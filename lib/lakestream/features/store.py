@@ -79,6 +79,44 @@ def add_lineage(features: DataFrame, *, spec: FeatureSetSpec) -> DataFrame:
     return features.withColumn("feature_set", F.lit(spec.name)).withColumn("feature_set_version", F.lit(spec.version))
 
 
+def stats_columns(spec: FeatureSetSpec) -> list[str]:
+    """The columns whose per-file statistics Delta keeps: the id, the event time and the entity keys."""
+    source = spec.source
+    return list(dict.fromkeys([source.id, source.timestamp, *(group.entity for group in spec.windows)]))
+
+
+def write_features(
+    features: DataFrame,
+    path: Path,
+    *,
+    spec: FeatureSetSpec,
+    replace_where: str | None = None,
+    date_column: str = "tx_date",
+) -> int:
+    """Write feature rows to the Delta table at `path`, one file per day; returns the rows written.
+
+    Overwrites the table, or only the days `replace_where` selects. The rows are counted by the write itself
+    (an observation): no second job reads them back. Delta keeps per-file statistics (data skipping) for the
+    id, the event time and the entity keys only (``delta.dataSkippingStatsColumns``, set on the table): the
+    default, the first 32 columns, also computed min / max / null counts of every feature value for each row
+    written, about a tenth of a full build here (1.75M rows: 12.5 s -> 11.0 s).
+    """
+    spark = features.sparkSession
+    written = Observation("feature_rows")
+    writer = (
+        features.observe(written, F.count(F.lit(1)).alias("rows"))
+        .repartition(balanced_partitions(spark), date_column)  # one file per day, not one per (task, day)
+        .write.format("delta")
+        .mode("overwrite")
+        .partitionBy(date_column)
+        .option("delta.dataSkippingStatsColumns", ",".join(stats_columns(spec)))
+    )
+    if replace_where is not None:
+        writer = writer.option("replaceWhere", replace_where)
+    writer.save(str(path))
+    return int(written.get["rows"])
+
+
 def build_feature_table(
     spark: SparkSession,
     config: LakestreamConfig,
@@ -123,20 +161,10 @@ def build_feature_table(
         "end": end.isoformat(),
     }
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(lineage))
-    written = Observation("feature_rows")  # counted by the write itself: no second job reading the days back
     try:
-        (
-            features.observe(written, F.count(F.lit(1)).alias("rows"))
-            .repartition(balanced_partitions(spark), "tx_date")  # one file per day, not one per (task, day)
-            .write.format("delta")
-            .mode("overwrite")
-            .partitionBy("tx_date")
-            .option("replaceWhere", f"tx_date >= '{start}' AND tx_date <= '{end}'")
-            .save(str(path))
-        )
+        rows = write_features(features, path, spec=spec, replace_where=f"tx_date >= '{start}' AND tx_date <= '{end}'")
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-    rows = int(written.get["rows"])
     logger.info("built %s v%d for %s..%s: %d rows into %s", spec.name, spec.version, start, end, rows, path)
     return FeatureBuildResult(
         spec.name, spec.version, start.isoformat(), end.isoformat(), rows, str(path), tx_version, labels_version
