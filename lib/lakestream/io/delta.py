@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,12 +99,14 @@ def write_delta(
     partition_by: Sequence[str] = (),
     replace_where: str | None = None,
     txn: tuple[str, int] | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> None:
     """Write a DataFrame to a Delta table.
 
     `replace_where` atomically replaces exactly the rows matching the predicate (a day's partition), so
     a re-run of a daily job gives the same table; `txn=(app_id, version)` makes a micro-batch write
-    happen once even if the batch is retried (Delta skips a version it has already committed).
+    happen once even if the batch is retried (Delta skips a version it has already committed). `options` go to
+    the writer as they are (``delta.*`` ones become table properties when the write creates the table).
     """
     writer = df.write.format("delta").mode("overwrite" if replace_where else mode)
     if partition_by:
@@ -113,6 +115,8 @@ def write_delta(
         writer = writer.option("replaceWhere", replace_where)
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
+    for key, value in (options or {}).items():
+        writer = writer.option(key, value)
     writer.save(str(path))
     logger.info("wrote delta table %s (%s%s)", path, mode, f", replaceWhere {replace_where}" if replace_where else "")
 
