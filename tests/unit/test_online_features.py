@@ -200,3 +200,22 @@ def test_bucketed_processor_equals_reference(feature_set: str) -> None:
                 for record in out[["transaction_id", *mine]].to_dict("records"):
                     got[int(record.pop("transaction_id"))].update(record)
     assert_equal_to_reference(got, expected, plan)
+
+
+def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:
+    """A window's sums are differences of running sums over the bucket's whole history (every entity of it):
+    in float64 their rounding grew with the history and reached 1e-8 in the stddev of two close amounts."""
+    spec = load_feature_set(FEATURES_DIR / "fraud_v2.yaml")
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0)
+    rng = np.random.default_rng(11)
+    n, day = 40_000, 86_400
+    ts = np.sort(rng.integers(0, 20 * day, n))  # 20 days of one customer's bucket, before the window
+    values = np.zeros((n, len(plan.value_columns)))
+    values[:, plan.value_columns.index("tx_amount")] = rng.gamma(2.0, 300.0, n) + 1000.0
+    history = History(ts, np.arange(n), values, np.empty(0, np.int64))
+    window = np.array([30 * day, 30 * day + 60])  # alone in their 1-day window
+    amounts = np.zeros((2, len(plan.value_columns)))
+    amounts[:, plan.value_columns.index("tx_amount")] = [1234.56, 1234.98]
+    _, _, features = window_features(plan, "customer_id", history, window, np.array([n, n + 1]), amounts)
+    got = features[1, plan.feature_names.index("CUSTOMER_ID_STD_AMOUNT_1DAY_WINDOW")]
+    assert got == pytest.approx(float(np.std([1234.56, 1234.98], ddof=1)), rel=0, abs=1e-9)

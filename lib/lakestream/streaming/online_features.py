@@ -166,10 +166,13 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
 
     def prefix(key: Any, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if key not in prefix_cache:
-            zero = np.zeros(1)
+            # extended precision: a window's sum is the difference of two running sums over the whole bucket's
+            # history, and float64 rounding of those (~1e-16 of the running total) reached 1e-8 in a small stddev
+            zero = np.zeros(1, dtype=np.longdouble)
+            wide = data.astype(np.longdouble)
             prefix_cache[key] = (
-                np.concatenate([zero, np.cumsum(data)]),
-                np.concatenate([zero, np.cumsum(data * data)]),
+                np.concatenate([zero, np.cumsum(wide)]),
+                np.concatenate([zero, np.cumsum(wide * wide)]),
             )
         return prefix_cache[key]
 
@@ -227,18 +230,19 @@ def _moment_or_extreme(  # noqa: PLR0917
             if chunk.size:
                 result[i] = pick(chunk)
         return result
-    cs, cs2 = prefixes
+    cs, cs2 = prefixes  # extended precision (long double)
     count = (hi - lo).astype(np.float64) - exclude_self
-    total = cs[hi] - cs[lo] - np.where(exclude_self, data[pos], 0.0)
-    squares = cs2[hi] - cs2[lo] - np.where(exclude_self, data[pos] ** 2, 0.0)
+    if kind == "count":
+        return count
+    own = np.where(exclude_self, data[pos], 0.0).astype(np.longdouble)
+    total = cs[hi] - cs[lo] - own
+    squares = cs2[hi] - cs2[lo] - own * own
     with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "count":
-            return count
         if kind == "sum":
-            return np.where(count > 0, total, np.nan)
+            return np.where(count > 0, total.astype(np.float64), np.nan)
         if kind == "mean":
-            return np.where(count > 0, total / count, np.nan)
-        variance = (squares - total * total / count) / (count - 1)
+            return np.where(count > 0, (total / count).astype(np.float64), np.nan)
+        variance = ((squares - total * total / count) / (count - 1)).astype(np.float64)
         return np.where(count > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
 
 
