@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover
 TX, LABEL = "tx", "label"
 OK, DUPLICATE, REJECTED = "ok", "duplicate", "rejected"
 COMPACT_AFTER_CHUNKS = 8
+RUNNING_SUM_KINDS = frozenset({"sum", "mean", "stddev"})  # the window reductions read from running sums
 KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp")
 # Records that failed validation pass through the operator under this entity (keyed by Kafka offset, no state),
 # so that one query reads and parses each record once and its micro-batch writes them to the dead-letter table.
@@ -202,8 +203,10 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
                 elif agg.column is not None:
                     data, key = h.values[:, value_index], agg.column
                 else:
-                    data, key = np.ones(len(h.ts)), "one"
-                result = _moment_or_extreme(agg.agg, data, prefix(key, data), lo, hi, pos, self_inside)
+                    data, key = np.ones(len(h.ts)), "one"  # only counted
+                # counts, minima and maxima need no running sums
+                sums = prefix(key, data) if agg.agg in RUNNING_SUM_KINDS else None
+                result = _moment_or_extreme(agg.agg, data, sums, lo, hi, pos, self_inside)
             if agg.default is not None:
                 result = np.where(np.isnan(result), agg.default, result)
             elif agg.agg == "count":
@@ -215,7 +218,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
 def _moment_or_extreme(  # noqa: PLR0917
     kind: str,
     data: np.ndarray,
-    prefixes: tuple[np.ndarray, np.ndarray],
+    prefixes: tuple[np.ndarray, np.ndarray] | None,
     lo: np.ndarray,
     hi: np.ndarray,
     pos: np.ndarray,
@@ -230,10 +233,11 @@ def _moment_or_extreme(  # noqa: PLR0917
             if chunk.size:
                 result[i] = pick(chunk)
         return result
-    cs, cs2 = prefixes  # extended precision (long double)
     count = (hi - lo).astype(np.float64) - exclude_self
     if kind == "count":
         return count
+    assert prefixes is not None, f"{kind} needs the running sums"
+    cs, cs2 = prefixes  # extended precision (long double)
     own = np.where(exclude_self, data[pos], 0.0).astype(np.longdouble)
     total = cs[hi] - cs[lo] - own
     squares = cs2[hi] - cs2[lo] - own * own

@@ -949,8 +949,8 @@ def start_stream(
         if (checkpoint / "commits").exists():
             logger.info("checkpoint %s exists: state restored from it, bootstrap skipped", checkpoint)
         else:
-            initial = materialized(bootstrap_rows(spark, config, spec, plan, until=bootstrap_until), checkpoint)
             logger.info("bootstrapping the online state from silver up to %s", bootstrap_until)
+            initial = materialized(bootstrap_rows(spark, config, spec, plan, until=bootstrap_until), checkpoint)
     parsed = validate(kafka_source(spark, config), config)
     features = online_features(operator_input(parsed, plan, spec), plan, initial)
     writer = BatchWriter(config, spec, plan, models)
