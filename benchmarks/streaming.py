@@ -13,6 +13,8 @@
 - ``writers``: the first rate's latency run again with the scores and dead letters committed by Spark's Delta
   writer (``streaming.output_writer: spark``) next to the default driver-side commit, and their ratios.
 
+Every run uses its own topics, checkpoints and latency tables; they stay for inspection until the next run
+starts, which removes them (Kafka's perf topics are deleted as soon as they are measured).
 Writes benchmarks/results/streaming.json.
 
     flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/streaming.py [--days 21] [--rates 1000,5000]
@@ -38,6 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 BENCH_LAKE = ROOT / "var" / "bench" / "training" / "lake"
 STATE = ROOT / "var" / "bench" / "streaming"
 WARM_UNTIL = dt.datetime(2018, 5, 8)
+DEAD_LETTER = "bench_stream_dead_letter"
 WARMUP_EVENTS = 200  # latency runs: events sent before the measured ones (their batch loads the bootstrap)
 logger = logging.getLogger("benchmarks.streaming")
 
@@ -45,11 +48,19 @@ logger = logging.getLogger("benchmarks.streaming")
 def kafka_tools(config, record_size: int, records: int) -> dict:
     """Producer then consumer performance of the broker with Kafka's own tools."""
     from lakestream.config.models import TopicConfig
-    from lakestream.io.kafka import ensure_topics
+    from lakestream.io.kafka import delete_topics, ensure_topics
 
-    jars = str(ROOT / ".jars" / "kafka" / "*")
-    topic = f"perf-{record_size}"
+    topic = f"perf-{record_size}-{int(time.time())}"  # a fresh topic: the consumer reads only this run's records
     ensure_topics(config.kafka, [TopicConfig(name=topic, partitions=2)])
+    try:
+        return _perf_tools(config, topic, record_size, records)
+    finally:
+        delete_topics(config.kafka, [topic])  # 2 GB of logs at 1 KB records
+
+
+def _perf_tools(config, topic: str, record_size: int, records: int) -> dict:
+    """ProducerPerformance, then ConsumerPerformance over the same records: records/s of each."""
+    jars = str(ROOT / ".jars" / "kafka" / "*")
     base = ["java", "-Xmx512m", "-cp", jars]
     log4j = f"-Dlog4j2.configurationFile={ROOT / 'conf' / 'kafka' / 'log4j2.properties'}"
     produce = subprocess.run(
@@ -138,6 +149,37 @@ def ensure_champion(spark, config) -> str:
     return str(result.registered_version)
 
 
+def forget_earlier_runs(config) -> None:
+    """Drop what earlier runs of this benchmark left: every run has its own topics, checkpoint and latency tables.
+
+    A run's leftovers stay until the next run starts (to inspect them); before this, each run added 100-300 MB of
+    Kafka logs, RocksDB checkpoints and Delta tables under var/bench for good.
+    """
+    import shutil
+
+    from lakestream.io.kafka import delete_topics, list_topics
+    from lakestream.streaming.pipeline import dead_letter_path
+
+    run_topic = re.compile(r"(-bench_(tp|lat)_\d+(_\d+)?|^perf-\d+(-\d+)?)$")
+    delete_topics(config.kafka, [name for name in list_topics(config.kafka) if run_topic.search(name)])
+    gold = config.table_path("gold", "bench_lat_scores").parent
+    candidates = [
+        *config.paths.checkpoint_root.glob("bench_*"),
+        *gold.glob("bench_lat_scores_*"),
+        *gold.glob("bench_lat_metrics_*"),
+        dead_letter_path(with_tables(config, dead_letter_table=DEAD_LETTER)),
+    ]
+    leftovers = [path for path in candidates if path.exists()]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    logger.info("removed %d checkpoints and tables of earlier runs", len(leftovers))
+
+
+def with_tables(config, **settings):
+    """config with these streaming settings (same topics)."""
+    return config.model_copy(update={"streaming": config.streaming.model_copy(update=settings)})
+
+
 def with_streaming(config, **settings):
     """config with these streaming settings and its own topics (runs never read each other's events)."""
     from lakestream.io.kafka import ensure_topics
@@ -145,12 +187,7 @@ def with_streaming(config, **settings):
     topics = config.kafka.topics.with_suffix(settings["query_name"])
     kafka = config.kafka.model_copy(update={"topics": topics})
     ensure_topics(kafka, topics.all())
-    return config.model_copy(
-        update={
-            "streaming": config.streaming.model_copy(update=settings),
-            "kafka": kafka,
-        }
-    )
+    return with_tables(config, **settings).model_copy(update={"kafka": kafka})
 
 
 def throughput(spark, config, *, days: int, batch: int) -> dict:
@@ -167,7 +204,7 @@ def throughput(spark, config, *, days: int, batch: int) -> dict:
         query_name=f"bench_tp_{int(time.time())}",
         scores_table="bench_stream_scores",
         metrics_table="bench_stream_metrics",
-        dead_letter_table="bench_stream_dead_letter",
+        dead_letter_table=DEAD_LETTER,
         max_offsets_per_trigger=batch,
     )
     for path in (scores_path(config), metrics_path(config)):
@@ -281,7 +318,7 @@ def writer_comparison(spark, config, *, rate: int, seconds: float, driver: dict 
     silver = read_delta(spark, config.table_path("silver", "transactions"))
 
     def measured_with(writer: str) -> dict:
-        run = config.model_copy(update={"streaming": config.streaming.model_copy(update={"output_writer": writer})})
+        run = with_tables(config, output_writer=writer)
         result = latency_at(spark, run, silver, rate=rate, seconds=seconds)
         logger.info("latency at %d/s with the %s writer: %s", rate, writer, result)
         return result
@@ -315,7 +352,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
         query_name=f"bench_lat_{rate}_{int(time.time())}",
         scores_table=f"bench_lat_scores_{rate}_{int(time.time())}",
         metrics_table=f"bench_lat_metrics_{rate}_{int(time.time())}",
-        dead_letter_table="bench_stream_dead_letter",
+        dead_letter_table=DEAD_LETTER,
         max_offsets_per_trigger=None,
         starting_offsets="latest",
     )
@@ -348,11 +385,14 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
         consumer_timeout_ms=1000,
     )
 
+    stream_done = threading.Event()
+
     def consume_alerts() -> None:
         deadline = time.time() + seconds + 900
-        while time.time() < deadline:
-            for message in consumer:
+        while time.time() < deadline and not stream_done.is_set():
+            for message in consumer:  # until a second without alerts
                 alerts_seen[int(message.key)] = message.timestamp
+        consumer.close()
 
     warmup, measured = payloads[:WARMUP_EVENTS], payloads[WARMUP_EVENTS:]
     warmup_ids = {int(key) for key, _ in warmup}
@@ -388,6 +428,8 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
         thread.start()
     run_stream(spark, run, bootstrap_until=WARM_UNTIL)
     threads[0].join()
+    stream_done.set()  # the consumer drains the alerts topic, then closes before the broker stops
+    threads[1].join(timeout=60)
     scores = read_delta(spark, scores_path(run)).select("transaction_id", "kafka_timestamp", "batch_id").toPandas()
     scores = scores[~scores["transaction_id"].isin(warmup_ids)]
     metrics = read_delta(spark, metrics_path(run)).select("batch_id", "finished_at").toPandas()
@@ -438,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     start_broker(config)
     try:
+        forget_earlier_runs(config)
         if "kafka" not in skip:
             result["kafka_alone"] = [kafka_tools(config, size, args.kafka_records) for size in (100, 1000)]
             logger.info("kafka alone: %s", result["kafka_alone"])

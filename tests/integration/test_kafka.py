@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
@@ -12,7 +13,14 @@ from pyspark.testing import assertDataFrameEqual
 from lakestream.config import LakestreamConfig
 from lakestream.config.models import TopicConfig
 from lakestream.io.delta import read_delta
-from lakestream.io.kafka import build_consumer, build_producer, ensure_topics, list_topics, spark_kafka_options
+from lakestream.io.kafka import (
+    build_consumer,
+    build_producer,
+    delete_topics,
+    ensure_topics,
+    list_topics,
+    spark_kafka_options,
+)
 from lakestream.streaming.pipeline import send_alerts, send_collected_alerts
 from lakestream.streaming.raw_ingest import start_raw_ingest
 
@@ -33,6 +41,17 @@ def test_created_topics_are_listed_as_soon_as_ensure_topics_returns(kafka_broker
     topics = [TopicConfig(name=f"it-listed-{i}", partitions=1) for i in range(6)]
     assert ensure_topics(kafka_broker.kafka, topics) == [topic.name for topic in topics]
     assert {topic.name for topic in topics} <= set(list_topics(kafka_broker.kafka))
+
+
+def test_delete_topics_deletes_only_existing_named_topics(kafka_broker: LakestreamConfig) -> None:
+    ensure_topics(kafka_broker.kafka, [TopicConfig(name="it-doomed", partitions=1)])
+    assert delete_topics(kafka_broker.kafka, ["it-doomed", "it-never-created"]) == ["it-doomed"]
+    deadline = time.monotonic() + 30
+    while "it-doomed" in list_topics(kafka_broker.kafka) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    remaining = set(list_topics(kafka_broker.kafka))
+    assert "it-doomed" not in remaining
+    assert {"transactions", "fraud-labels", "fraud-alerts"} <= remaining
 
 
 def test_produce_and_consume_with_kafka_python(kafka_broker: LakestreamConfig) -> None:

@@ -141,6 +141,19 @@ def _wait_until_listed(admin: KafkaAdminClient, names: list[str], servers: str, 
         time.sleep(0.1)
 
 
+def delete_topics(kafka: KafkaConfig, names: Iterable[str]) -> list[str]:
+    """Delete the named topics that exist (their partitions' logs go with them); return the names deleted."""
+    admin = build_admin_client(kafka)
+    try:
+        doomed = sorted(set(names) & set(admin.list_topics()))
+        if doomed:
+            admin.delete_topics(doomed)
+            logger.info("deleted topics %s", ", ".join(doomed))
+        return doomed
+    finally:
+        admin.close()
+
+
 def list_topics(kafka: KafkaConfig) -> list[str]:
     """The topic names of the configured cluster (internal topics excluded)."""
     admin = build_admin_client(kafka)
