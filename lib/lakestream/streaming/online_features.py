@@ -22,8 +22,9 @@ transaction without changing any feature.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,6 @@ except ImportError:  # pragma: no cover
 TX, LABEL = "tx", "label"
 OK, DUPLICATE, REJECTED = "ok", "duplicate", "rejected"
 COMPACT_AFTER_CHUNKS = 8
-RUNNING_SUM_KINDS = frozenset({"sum", "mean", "stddev"})  # the window reductions read from running sums
 KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp")
 # Records that failed validation pass through the operator under this entity (keyed by Kafka offset, no state),
 # so that one query reads and parses each record once and its micro-batch writes them to the dead-letter table.
@@ -204,8 +204,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
                     data, key = h.values[:, value_index], agg.column
                 else:
                     data, key = np.ones(len(h.ts)), "one"  # only counted
-                # counts, minima and maxima need no running sums
-                sums = prefix(key, data) if agg.agg in RUNNING_SUM_KINDS else None
+                sums = functools.partial(prefix, key, data)
                 result = _moment_or_extreme(agg.agg, data, sums, lo, hi, pos, self_inside)
             if agg.default is not None:
                 result = np.where(np.isnan(result), agg.default, result)
@@ -218,13 +217,16 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
 def _moment_or_extreme(  # noqa: PLR0917
     kind: str,
     data: np.ndarray,
-    prefixes: tuple[np.ndarray, np.ndarray] | None,
+    prefixes: Callable[[], tuple[np.ndarray, np.ndarray]],
     lo: np.ndarray,
     hi: np.ndarray,
     pos: np.ndarray,
     exclude_self: np.ndarray,
 ) -> np.ndarray:
-    """count/sum/mean/stddev/min/max over data[lo:hi], minus the row itself where exclude_self."""
+    """count/sum/mean/stddev/min/max over data[lo:hi], minus the row itself where exclude_self.
+
+    `prefixes` gives the running sums of data and of its squares; only sum, mean and stddev call it.
+    """
     if kind in {"min", "max"}:
         pick = np.min if kind == "min" else np.max
         result = np.full(len(pos), np.nan)
@@ -236,8 +238,7 @@ def _moment_or_extreme(  # noqa: PLR0917
     count = (hi - lo).astype(np.float64) - exclude_self
     if kind == "count":
         return count
-    assert prefixes is not None, f"{kind} needs the running sums"
-    cs, cs2 = prefixes  # extended precision (long double)
+    cs, cs2 = prefixes()  # extended precision (long double), built on first use: counts need none
     own = np.where(exclude_self, data[pos], 0.0).astype(np.longdouble)
     total = cs[hi] - cs[lo] - own
     squares = cs2[hi] - cs2[lo] - own * own
