@@ -163,19 +163,17 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
     out = np.full((len(pos), len(plan.feature_names)), np.nan)
     t = h.ts[pos]
     column_index = {name: i for i, name in enumerate(plan.feature_names)}
-    prefix_cache: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+    running: dict[tuple[Any, int], np.ndarray] = {}
 
-    def prefix(key: Any, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if key not in prefix_cache:
+    def running_sum(key: Any, data: np.ndarray, power: int) -> np.ndarray:
+        """Running sum of data (power 1) or of its squares (power 2), each built once per batch on first use."""
+        if (key, power) not in running:
             # extended precision: a window's sum is the difference of two running sums over the whole bucket's
             # history, and float64 rounding of those (~1e-16 of the running total) reached 1e-8 in a small stddev
-            zero = np.zeros(1, dtype=np.longdouble)
             wide = data.astype(np.longdouble)
-            prefix_cache[key] = (
-                np.concatenate([zero, np.cumsum(wide)]),
-                np.concatenate([zero, np.cumsum(wide * wide)]),
-            )
-        return prefix_cache[key]
+            terms = wide if power == 1 else wide * wide
+            running[key, power] = np.concatenate([np.zeros(1, dtype=np.longdouble), np.cumsum(terms)])
+        return running[key, power]
 
     for group in plan.groups:
         if group.entity != entity:
@@ -204,7 +202,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
                     data, key = h.values[:, value_index], agg.column
                 else:
                     data, key = np.ones(len(h.ts)), "one"  # only counted
-                sums = functools.partial(prefix, key, data)
+                sums = functools.partial(running_sum, key, data)
                 result = _moment_or_extreme(agg.agg, data, sums, lo, hi, pos, self_inside)
             if agg.default is not None:
                 result = np.where(np.isnan(result), agg.default, result)
@@ -217,7 +215,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
 def _moment_or_extreme(  # noqa: PLR0917
     kind: str,
     data: np.ndarray,
-    prefixes: Callable[[], tuple[np.ndarray, np.ndarray]],
+    running_sum: Callable[[int], np.ndarray],
     lo: np.ndarray,
     hi: np.ndarray,
     pos: np.ndarray,
@@ -225,7 +223,8 @@ def _moment_or_extreme(  # noqa: PLR0917
 ) -> np.ndarray:
     """count/sum/mean/stddev/min/max over data[lo:hi], minus the row itself where exclude_self.
 
-    `prefixes` gives the running sums of data and of its squares; only sum, mean and stddev call it.
+    `running_sum(1)` / `running_sum(2)` give the running sums of data / of its squares (long double): sum and
+    mean read the first, stddev both, counts, minima and maxima neither.
     """
     if kind in {"min", "max"}:
         pick = np.min if kind == "min" else np.max
@@ -238,15 +237,16 @@ def _moment_or_extreme(  # noqa: PLR0917
     count = (hi - lo).astype(np.float64) - exclude_self
     if kind == "count":
         return count
-    cs, cs2 = prefixes()  # extended precision (long double), built on first use: counts need none
+    cs = running_sum(1)
     own = np.where(exclude_self, data[pos], 0.0).astype(np.longdouble)
     total = cs[hi] - cs[lo] - own
-    squares = cs2[hi] - cs2[lo] - own * own
     with np.errstate(divide="ignore", invalid="ignore"):
         if kind == "sum":
             return np.where(count > 0, total.astype(np.float64), np.nan)
         if kind == "mean":
             return np.where(count > 0, (total / count).astype(np.float64), np.nan)
+        cs2 = running_sum(2)
+        squares = cs2[hi] - cs2[lo] - own * own
         variance = ((squares - total * total / count) / (count - 1)).astype(np.float64)
         return np.where(count > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
 
