@@ -40,12 +40,13 @@ def test_missing_jars_tell_the_user_to_run_setup(tmp_path: Path) -> None:
         spark_settings(config)
 
 
-def test_java_options_follow_the_utc_default_on_driver_and_executors() -> None:
+def test_java_options_follow_lakestreams_defaults_on_driver_and_executors() -> None:
+    defaults = "-Duser.timezone=UTC -XX:-DontCompileHugeMethods"
     plain = spark_settings(load_config("local"))
-    assert plain["spark.driver.extraJavaOptions"] == "-Duser.timezone=UTC"
+    assert plain["spark.driver.extraJavaOptions"] == defaults
     tuned = spark_settings(load_config("local", environ={"LAKESTREAM__SPARK__JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}))
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
-        assert tuned[key] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
+        assert tuned[key] == f"{defaults} -XX:TieredStopAtLevel=1"
 
 
 def test_local_masters_get_the_nio_local_file_system(config: LakestreamConfig) -> None:

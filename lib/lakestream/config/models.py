@@ -59,7 +59,7 @@ class SparkConfig(StrictModel):
     shuffle_partitions: int = Field(default=8, ge=1)
     ui_enabled: bool = False
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
-    # Extra JVM options of the driver and executors, after the ones Lakestream sets (-Duser.timezone=UTC).
+    # Extra JVM options of the driver and executors, after the ones Lakestream sets (spark.JVM_OPTIONS).
     java_options: str = ""
     # Extra spark.* settings, passed through untouched (e.g. spark.executor.cores on a cluster).
     conf: dict[str, str] = Field(default_factory=dict)
