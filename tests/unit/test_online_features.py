@@ -219,3 +219,54 @@ def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:
     _, _, features = window_features(plan, "customer_id", history, window, np.array([n, n + 1]), amounts)
     got = features[1, plan.feature_names.index("CUSTOMER_ID_STD_AMOUNT_1DAY_WINDOW")]
     assert got == pytest.approx(float(np.std([1234.56, 1234.98], ddof=1)), rel=0, abs=1e-9)
+
+
+def customer_events(plan: OnlinePlan, events: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """Operator input rows of customer transactions: (transaction id, customer id, epoch second)."""
+    return pd.DataFrame(
+        [
+            {
+                "entity": "customer_id",
+                "entity_id": customer,
+                "kind": TX,
+                "transaction_id": tx_id,
+                "ts": second,
+                "known": 0,
+                "kafka_partition": 0,
+                "kafka_offset": tx_id,
+                "kafka_timestamp": 0,
+                **dict.fromkeys(plan.value_columns, 10.0),
+            }
+            for tx_id, customer, second in events
+        ]
+    )
+
+
+@pytest.mark.parametrize("skew_days", [None, 2])
+def test_compaction_drops_an_entity_gone_quiet_once_past_retention_and_skew(skew_days: int | None) -> None:
+    """Customer 1 transacts once; customer 2 keeps transacting in the same bucket. Compaction always keeps a
+    customer's own last retention window; with a partition skew, the bucket's clock ages customer 1 out too, and
+    only once it is more than the retention plus the skew past customer 1's event."""
+    spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
+    skew = None if skew_days is None else skew_days * 86_400
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=3600, buckets=1, partition_skew_seconds=skew)
+    processor = OnlineFeatureProcessor(plan)
+    processor.init(StateHandleInMemory())
+    quiet_at = 1_600_000_000
+    horizon = quiet_at + plan.retention_seconds + (skew or 0)
+
+    def customers_in_state() -> set[int]:
+        return {int(e) for row in processor.events.rows for e in np.frombuffer(row[2], dtype=np.int64)}
+
+    def send(events: list[tuple[int, int, int]]) -> None:
+        for _ in processor.handleInputRows(("customer_id", 0), iter([customer_events(plan, events)]), None):
+            pass
+
+    send([(1, 1, quiet_at)])
+    # customer 2 up to one second before the horizon, over enough batches to compact (COMPACT_AFTER_CHUNKS)
+    for i in range(10):
+        send([(100 + i, 2, horizon - 1 - (9 - i) * 60)])
+    assert customers_in_state() == {1, 2}
+    for i in range(10):  # and now past it
+        send([(200 + i, 2, horizon + i * 60)])
+    assert customers_in_state() == ({1, 2} if skew is None else {2})

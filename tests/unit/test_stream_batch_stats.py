@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakestream.streaming.online_features import DUPLICATE, OK, REJECTED, REJECTED_ENTITY
-from lakestream.streaming.pipeline import _arrow_scored_stats, _batch_stats, _latencies
+from lakestream.streaming.pipeline import _arrow_scored_stats, _batch_stats, _late, _latencies
 
 T0 = dt.datetime(2018, 5, 8, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -59,3 +59,24 @@ def test_a_batch_without_scored_rows_has_no_latency() -> None:
         "p95": None,
         "p99": None,
     }
+
+
+@pytest.mark.parametrize("skew", [None, 1500])
+def test_late_per_partition_and_past_the_partition_skew(spark: SparkSession, skew: int | None) -> None:
+    """Late: older than its partition's newest scored event - lateness; with a skew, also older than the newest
+    of any partition - lateness - skew (a partition lagging that far would read state compaction has dropped)."""
+    high_water = {0: 100_000, 1: 97_000}
+    rows = spark.createDataFrame(
+        [
+            (1, 0, 99_950),  # on time in partition 0
+            (2, 0, 99_850),  # older than partition 0's newest - lateness
+            (3, 1, 96_950),  # on time in partition 1, but more than lateness + skew behind partition 0
+            (4, 1, 96_850),  # older than partition 1's newest - lateness
+            (5, 2, 98_450),  # a partition without scored events yet: only the skew judges it
+            (6, 2, 98_350),
+        ],
+        "transaction_id long, kafka_partition int, ts long",
+    )
+    late = rows.where(_late(high_water, 100, skew=skew)).select("transaction_id").toPandas()
+    expected = {2, 4} if skew is None else {2, 3, 4, 6}
+    assert set(late["transaction_id"]) == expected

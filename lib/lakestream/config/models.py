@@ -405,6 +405,9 @@ class StreamingConfig(StrictModel):
     max_offsets_per_trigger: int | None = None  # default: kafka.max_offsets_per_trigger
     starting_offsets: Literal["earliest", "latest"] = "earliest"  # only for a new checkpoint
     allowed_lateness_seconds: int = Field(default=3600, ge=0)  # older than (max event time - this) is late
+    # how far a Kafka partition may lag the newest scored event of any partition: events older than that minus the
+    # allowed lateness are late too, so state compaction may drop entities gone quiet for longer (bounded state)
+    max_partition_skew_seconds: int = Field(default=86_400, ge=0)
     max_message_bytes: int = Field(default=65_536, gt=0)  # larger Kafka values are dead-lettered as oversized
     shuffle_partitions: int = Field(default=2, ge=1)  # partitions of the state store and of each batch
     state_buckets: int = Field(default=16, ge=1)  # state keys per entity (ids hash into them); fixed per checkpoint

@@ -5,13 +5,15 @@ chargebacks are routed to the entities of the label aggregations. A state key is
 ids (``OnlinePlan.buckets``); the state of one key is append-only:
 
 - ``events``: chunks of (epoch second, transaction id, entity id, aggregated values), one chunk per micro-batch
-  that touched the key; compacted into one chunk (each entity's events older than the retention dropped) when
-  too many pile up;
+  that touched the key; compacted into one chunk when too many pile up: each entity's events older than the
+  retention (relative to its own newest) are dropped, and with ``OnlinePlan.partition_skew_seconds`` every event
+  older than the bucket's newest minus the retention and the skew, so entities gone quiet leave the state too;
 - ``labels``: chunks of the transaction ids whose fraud label is *known* (reported within the label delay).
 
 The retention is the longest window plus its delay plus the allowed lateness, so state stays bounded in event
-time; a processing-time TTL of the same length removes keys that stop receiving events. The entities of a bucket
-share one sorted array on a composite time (see ``OnlineFeatureProcessor``), so the kernel runs once per bucket.
+time (and in entities: those active within the retention plus the skew); a processing-time TTL of the same
+length removes keys that stop receiving events. The entities of a bucket share one sorted array on a composite
+time (see ``OnlineFeatureProcessor``), so the kernel runs once per bucket.
 
 ``window_features`` is the batch engine's semantics (lakestream.features.batch) in NumPy: windows
 ``(t - w, t]`` with same-second ties broken by transaction id, or ``(t - d - w, t - d]`` with a delay d, over
@@ -64,9 +66,19 @@ class OnlinePlan:
     retention_seconds: int
     label_delay_seconds: int
     buckets: int = 16  # state keys per entity: entity ids hash into buckets, each processed vectorised
+    # compaction also drops events older than the bucket's newest minus (retention + this): the stream calls events
+    # late once they are that far behind its newest event of any partition (None: per entity only)
+    partition_skew_seconds: int | None = None
 
     @classmethod
-    def from_spec(cls, spec: FeatureSetSpec, *, allowed_lateness_seconds: int, buckets: int = 16) -> OnlinePlan:
+    def from_spec(
+        cls,
+        spec: FeatureSetSpec,
+        *,
+        allowed_lateness_seconds: int,
+        buckets: int = 16,
+        partition_skew_seconds: int | None = None,
+    ) -> OnlinePlan:
         """Plan the online computation of spec's window groups."""
         entities = tuple(dict.fromkeys(group.entity for group in spec.windows))
         label_entities = tuple(dict.fromkeys(g.entity for g in spec.windows if any(a.on_label for a in g.aggregations)))
@@ -80,6 +92,7 @@ class OnlinePlan:
             retention_seconds=math.ceil(spec.lookback_days * SECONDS_PER_DAY) + allowed_lateness_seconds,
             label_delay_seconds=round(spec.label_delay_days * SECONDS_PER_DAY),
             buckets=buckets,
+            partition_skew_seconds=partition_skew_seconds,
         )
 
     def input_schema_ddl(self) -> str:
@@ -302,7 +315,11 @@ def compact(history: History, *, retention_seconds: int, groups: np.ndarray | No
         latest = np.full(int(groups.max()) + 1, np.iinfo(np.int64).min)
         np.maximum.at(latest, groups, history.ts)
         newest = latest[groups]
-    keep = history.ts > newest - retention_seconds
+    return keep_events(history, history.ts > newest - retention_seconds)
+
+
+def keep_events(history: History, keep: np.ndarray) -> History:
+    """The events where `keep` is true, and the known labels except those of the dropped events."""
     dropped = history.ids[~keep]
     known = history.known_ids[~np.isin(history.known_ids, dropped)]
     return History(history.ts[keep], history.ids[keep], history.values[keep], known)
@@ -459,10 +476,19 @@ class OnlineFeatureProcessor(StatefulProcessor):
             yield pd.DataFrame(columns, copy=False)
 
     def _compact(self, merged: History, entities: np.ndarray) -> None:
-        """Rewrite the bucket as one chunk without the events older than the retention, per entity."""
+        """Rewrite the bucket as one chunk without the events older than the retention, per entity; with a
+        partition skew, also without those older than the bucket's newest event minus (retention + skew)."""
         # within one entity, composite times differ exactly as event seconds do
         kept = compact(merged, retention_seconds=self.plan.retention_seconds, groups=merged.ts // ENTITY_SHIFT)
         dense, ts = np.divmod(kept.ts, ENTITY_SHIFT)
+        skew = self.plan.partition_skew_seconds
+        if skew is not None and ts.size:
+            # an entity gone quiet keeps its last events only until the bucket's clock has moved on by the retention
+            # plus the skew: a later event that needs them is late (pipeline._late), so none of them is read again
+            recent = ts > ts.max() - self.plan.retention_seconds - skew
+            if not recent.all():
+                kept = keep_events(kept, recent)
+                dense, ts = dense[recent], ts[recent]
         self.events.put([(_pack(ts), _pack(kept.ids), _pack(entities[dense]), _pack(kept.values))])
         self.labels.put([(_pack(kept.known_ids),)])
 

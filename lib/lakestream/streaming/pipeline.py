@@ -491,7 +491,12 @@ class BatchWriter:
         if self.high_water is None:
             self.high_water = _committed_high_water(out.sparkSession, config, before_batch=batch_id)
         transactions = transactions.withColumn(
-            "_late", _late(self.high_water, config.streaming.allowed_lateness_seconds)
+            "_late",
+            _late(
+                self.high_water,
+                config.streaming.allowed_lateness_seconds,
+                skew=config.streaming.max_partition_skew_seconds,
+            ),
         ).persist()
         try:
             on_time = transactions.where(~F.col("_late")).drop("_late")
@@ -704,7 +709,10 @@ def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, que
         F.lit(topic).alias("topic"),
         F.lit(None).cast("binary").alias("raw"),
         F.lit(LATE_EVENT).alias("reason"),
-        F.lit("event time older than the newest scored event minus the allowed lateness").alias("detail"),
+        F.lit(
+            "event time older than its partition's newest scored event minus the allowed lateness (or than the newest"
+            " of any partition minus the lateness and streaming.max_partition_skew_seconds)"
+        ).alias("detail"),
     )
     rejected = (
         invalid.unionByName(duplicates)
@@ -862,15 +870,19 @@ def _committed_high_water(spark: SparkSession, config: LakestreamConfig, *, befo
     return {int(r[0]): int(r[1]) for r in newest.collect()}
 
 
-def _late(high_water: dict[int, int], lateness: int) -> Column:
-    """An event is late when older than its Kafka partition's newest scored event minus the allowed lateness.
+def _late(high_water: dict[int, int], lateness: int, *, skew: int | None = None) -> Column:
+    """An event is late when older than its Kafka partition's newest scored event minus the allowed lateness, or
+    (with a skew) older than the newest scored event of any partition minus the lateness and the skew.
 
     Per partition, because a micro-batch reads the same share of every partition's backlog, not the same
-    event-time range: a global reference would call on-time events of a lagging partition late.
+    event-time range: a global reference would call on-time events of a lagging partition late. The skew bounds
+    how far a partition may lag: the state drops what only events lagging further would read (OnlinePlan).
     """
     late = F.lit(False)
     for partition, newest in high_water.items():
         late = late | ((F.col("kafka_partition") == partition) & (F.col("ts") < F.lit(newest - lateness)))
+    if skew is not None and high_water:
+        late = late | (F.col("ts") < F.lit(max(high_water.values()) - lateness - skew))
     return late
 
 
@@ -938,7 +950,10 @@ def start_stream(
             f"{spec.name}; promote a {streaming.feature_set} model or unset streaming.feature_set"
         )
     plan = OnlinePlan.from_spec(
-        spec, allowed_lateness_seconds=streaming.allowed_lateness_seconds, buckets=streaming.state_buckets
+        spec,
+        allowed_lateness_seconds=streaming.allowed_lateness_seconds,
+        buckets=streaming.state_buckets,
+        partition_skew_seconds=streaming.max_partition_skew_seconds,
     )
     spark.conf.set("spark.sql.shuffle.partitions", str(streaming.shuffle_partitions))
     # no empty micro-batches: state TTL is enforced in data batches, and availableNow runs end when drained
