@@ -214,7 +214,7 @@ def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, 
                 elif agg.column is not None:
                     data, key = h.values[:, value_index], agg.column
                 else:
-                    data, key = np.ones(len(h.ts)), "one"  # only counted
+                    data, key = np.empty(0), "none"  # a count (spec: the only kind without a column) reads no values
                 sums = functools.partial(running_sum, key, data)
                 result = _moment_or_extreme(agg.agg, data, sums, lo, hi, pos, self_inside)
             if agg.default is not None:
