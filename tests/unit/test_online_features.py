@@ -222,24 +222,20 @@ def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:
 
 
 def customer_events(plan: OnlinePlan, events: list[tuple[int, int, int]]) -> pd.DataFrame:
-    """Operator input rows of customer transactions: (transaction id, customer id, epoch second)."""
-    return pd.DataFrame(
-        [
-            {
-                "entity": "customer_id",
-                "entity_id": customer,
-                "kind": TX,
-                "transaction_id": tx_id,
-                "ts": second,
-                "known": 0,
-                "kafka_partition": 0,
-                "kafka_offset": tx_id,
-                "kafka_timestamp": 0,
-                **dict.fromkeys(plan.value_columns, 10.0),
-            }
-            for tx_id, customer, second in events
-        ]
-    )
+    """Operator input rows of customer transactions: (transaction id, customer id, epoch second), no frauds."""
+    rows = [
+        {
+            "transaction_id": tx_id,
+            "tx_datetime": dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None),
+            "customer_id": customer,
+            "terminal_id": 0,
+            "tx_amount": 10.0,
+            "tx_fraud": 0,
+            "reported_at": None,
+        }
+        for tx_id, customer, second in events
+    ]
+    return operator_frames(rows, plan, "customer_id", batches=1)[0]
 
 
 @pytest.mark.parametrize("skew_days", [None, 2])
