@@ -21,7 +21,9 @@ from stream_harness import child_environment, stream_config, train_champion
 
 from lakestream.io.delta import read_delta
 from lakestream.platform.kafka_broker import start_broker, stop_broker
-from lakestream.streaming.pipeline import scores_path
+from lakestream.registry.models import CHAMPION, load_model_version, resolve_version
+from lakestream.streaming.parity import compare_with_batch, parity_holds
+from lakestream.streaming.pipeline import BOOTSTRAP_FOLDER, has_committed_batch, scores_path
 from lakestream.streaming.replay import replay_span
 from lakestream.streaming.service import scored_rows
 
@@ -78,6 +80,24 @@ def crash_and_recover(
     return {"kills": kills, "broker_restarts": restarts}
 
 
+def replayed_with_champion(
+    spark: SparkSession,
+    training_lake: TrainingLake,
+    broker: LakestreamConfig,
+    name: str,
+    max_offsets_per_trigger: int,
+    *,
+    start: dt.datetime,
+    days: int,
+) -> tuple[LakestreamConfig, dict[str, str], dict[str, int]]:
+    """A stream's config with a champion, `days` replayed into Kafka from `start`; (config, job env, sent counts)."""
+    base = training_lake.config.model_copy(update={"kafka": broker.kafka})
+    config = stream_config(base, name, max_offsets_per_trigger=max_offsets_per_trigger)
+    train_champion(spark, config)
+    sent = replay_span(spark, config, start=start, end=start + dt.timedelta(days=days))
+    return config, child_environment(training_lake, config), sent
+
+
 def wait_for_progress(config: LakestreamConfig, process: subprocess.Popen, *, timeout_s: float) -> None:
     before = scored_rows(config)
     deadline = time.monotonic() + timeout_s
@@ -96,18 +116,54 @@ def assert_exactly_once(spark: SparkSession, config: LakestreamConfig, transacti
 def test_kill_dash_nine_and_restart_loses_and_duplicates_nothing(
     spark: SparkSession, training_lake: TrainingLake, kafka_broker: LakestreamConfig, tmp_path: Path
 ) -> None:
-    base = training_lake.config.model_copy(update={"kafka": kafka_broker.kafka})
-    config = stream_config(base, "crash", max_offsets_per_trigger=1500)
-    train_champion(spark, config)
-    start, end = dt.datetime(2018, 5, 8), dt.datetime(2018, 5, 22)
-    sent = replay_span(spark, config, start=start, end=end)
-    env = child_environment(training_lake, config)
+    start = dt.datetime(2018, 5, 8)
+    config, env, sent = replayed_with_champion(spark, training_lake, kafka_broker, "crash", 1500, start=start, days=14)
     happened = crash_and_recover(
         config, env, kafka_broker, tmp_path, start=start, runs=3, broker_restart_run=1, max_pause_s=4.0
     )
     assert happened["kills"] >= 2
     assert happened["broker_restarts"] == 1
     assert_exactly_once(spark, config, sent["transactions"])
+    # the restarts after a commit removed the warm start's rows: the state holds them
+    assert not (config.checkpoint_path(config.streaming.query_name) / BOOTSTRAP_FOLDER).exists()
+
+
+@pytest.mark.timeout(900)
+def test_kill_dash_nine_in_the_first_micro_batch_loads_the_warm_start_again(
+    spark: SparkSession, training_lake: TrainingLake, kafka_broker: LakestreamConfig, tmp_path: Path
+) -> None:
+    """A run killed inside its first micro-batch (the one that loads the 37-day warm start into the state) leaves
+    the checkpoint with offsets but no commit; the restart bootstraps again, so the stream still equals batch."""
+    from mlflow import MlflowClient
+
+    start, end = dt.datetime(2018, 5, 8), dt.datetime(2018, 5, 15)
+    config, env, sent = replayed_with_champion(
+        spark, training_lake, kafka_broker, "crash_first", 2500, start=start, days=7
+    )
+    checkpoint = config.checkpoint_path(config.streaming.query_name)
+    command = [sys.executable, str(JOB), "--bootstrap-until", start.isoformat(sep=" ")]
+    log = tmp_path / "first-run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None and not (checkpoint / "offsets" / "0").exists():
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (checkpoint / "offsets" / "0").exists(), log.read_text()[-3000:]
+    assert (checkpoint / BOOTSTRAP_FOLDER).is_dir()
+    assert not has_committed_batch(checkpoint)  # killed before the first commit
+
+    done = subprocess.run(
+        [*command, "--available-now"], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bootstrapping the online state" in done.stderr
+    assert_exactly_once(spark, config, sent["transactions"])
+    client = MlflowClient()
+    model = load_model_version(client, config, resolve_version(client, config.mlflow.registered_model, CHAMPION))
+    result = compare_with_batch(spark, config, model, start=start, end=end)
+    assert parity_holds(result), result
 
 
 @pytest.mark.long

@@ -14,7 +14,7 @@ from lakestream.io.delta import read_delta
 from lakestream.io.kafka import spark_kafka_options
 from lakestream.registry.models import CHAMPION, load_model_version, resolve_version
 from lakestream.streaming.parity import compare_with_batch, parity_holds
-from lakestream.streaming.pipeline import metrics_path, scores_path
+from lakestream.streaming.pipeline import BOOTSTRAP_FOLDER, metrics_path, scores_path
 from lakestream.streaming.replay import replay_span
 from lakestream.streaming.runner import run_stream
 
@@ -93,7 +93,7 @@ def test_the_warm_start_is_read_from_parquet_under_the_checkpoint(
     from lakestream.streaming.online_features import OnlinePlan
     from lakestream.training.trainer import load_training_feature_set
 
-    folder = parity_run.checkpoint_path(parity_run.streaming.query_name) / "bootstrap"
+    folder = parity_run.checkpoint_path(parity_run.streaming.query_name) / BOOTSTRAP_FOLDER
     assert any(folder.glob("*.parquet"))
     plan = OnlinePlan.from_spec(
         load_training_feature_set(parity_run, "fraud_v1"),  # the champion's (stream_harness.train_champion)
