@@ -9,7 +9,10 @@
   start to the last one's commit (``sustained``), and over the whole run including start-up.
 - ``latency``: the stream runs continuously (trigger as fast as possible) while a paced producer sends live
   transactions at fixed rates; per row, latency = batch commit time - Kafka append time of the transaction, and
-  for alerts, the alert's Kafka append time - the transaction's.
+  for alerts, the alert's Kafka append time - the transaction's. The producer paces ``--latency-warmup-seconds``
+  at the same rate before the measured ``--latency-seconds``: the first micro-batches after the warm start are
+  slower (JIT, state store caches, Python workers starting; at 1,000/s 5-7 s, falling to 3-4 s over the run) and
+  dominated a 60 s window measured from a cold start. The warm-up's own percentiles are reported next to them.
 - ``writers``: the first rate's latency run again with the scores and dead letters committed by Spark's Delta
   writer (``streaming.output_writer: spark``) next to the default driver-side commit, and their ratios.
 
@@ -295,20 +298,20 @@ def give_chargebacks_a_scenario(spark, config) -> None:
     labels.update("tx_fraud_scenario IS NULL", {"tx_fraud_scenario": "1"})
 
 
-def latency(spark, config, *, rates: list[int], seconds: float) -> list[dict]:
+def latency(spark, config, *, rates: list[int], seconds: float, warmup_seconds: float) -> list[dict]:
     """Live paced input at each rate while the stream runs; latency percentiles to commit and to alert."""
     from lakestream.io.delta import read_delta
 
     silver = read_delta(spark, config.table_path("silver", "transactions"))
     results = []
     for rate in rates:
-        result = latency_at(spark, config, silver, rate=rate, seconds=seconds)
+        result = latency_at(spark, config, silver, rate=rate, seconds=seconds, warmup_seconds=warmup_seconds)
         logger.info("latency at %d/s: %s", rate, result)
         results.append(result)
     return results
 
 
-def writer_comparison(spark, config, *, rate: int, seconds: float, driver: dict | None) -> dict:
+def writer_comparison(spark, config, *, rate: int, seconds: float, warmup_seconds: float, driver: dict | None) -> dict:
     """The same paced run with Spark's Delta writer for the scores, next to the driver-side commit (the default).
 
     `driver` is that rate's run of this benchmark with the driver writer when there was one (else measured here).
@@ -319,7 +322,7 @@ def writer_comparison(spark, config, *, rate: int, seconds: float, driver: dict 
 
     def measured_with(writer: str) -> dict:
         run = with_tables(config, output_writer=writer)
-        result = latency_at(spark, run, silver, rate=rate, seconds=seconds)
+        result = latency_at(spark, run, silver, rate=rate, seconds=seconds, warmup_seconds=warmup_seconds)
         logger.info("latency at %d/s with the %s writer: %s", rate, writer, result)
         return result
 
@@ -335,10 +338,9 @@ def writer_comparison(spark, config, *, rate: int, seconds: float, driver: dict 
     return {"rate_per_s": rate, **runs, **ratios}
 
 
-def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
-    """One paced run: the producer sends `rate` transactions/s for `seconds` while the stream runs."""
-    import numpy as np
-    import pandas as pd
+def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup_seconds: float) -> dict:
+    """One paced run: the producer sends `rate` transactions/s for `warmup_seconds`, then for the measured `seconds`,
+    while the stream runs."""
     from kafka import KafkaConsumer
 
     from lakestream.io.delta import read_delta
@@ -347,20 +349,21 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
     from lakestream.streaming.runner import run_stream, stop_file
     from lakestream.streaming.service import scored_rows
 
+    stamp = int(time.time())
     run = with_streaming(
         config,
-        query_name=f"bench_lat_{rate}_{int(time.time())}",
-        scores_table=f"bench_lat_scores_{rate}_{int(time.time())}",
-        metrics_table=f"bench_lat_metrics_{rate}_{int(time.time())}",
+        query_name=f"bench_lat_{rate}_{stamp}",
+        scores_table=f"bench_lat_scores_{rate}_{stamp}",
+        metrics_table=f"bench_lat_metrics_{rate}_{stamp}",
         dead_letter_table=DEAD_LETTER,
         max_offsets_per_trigger=None,
         starting_offsets="latest",
     )
-    count = int(rate * seconds)
+    count, paced_warmup = int(rate * seconds), int(rate * warmup_seconds)
     rows = (
         silver.where(silver.tx_datetime >= WARM_UNTIL)
         .orderBy("tx_datetime", "transaction_id")
-        .limit(count + WARMUP_EVENTS)
+        .limit(WARMUP_EVENTS + paced_warmup + count)
     )
     payloads = [
         (
@@ -394,12 +397,13 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
                 alerts_seen[int(message.key)] = message.timestamp
         consumer.close()
 
-    warmup, measured = payloads[:WARMUP_EVENTS], payloads[WARMUP_EVENTS:]
+    warmup, paced = payloads[:WARMUP_EVENTS], payloads[WARMUP_EVENTS:]
     warmup_ids = {int(key) for key, _ in warmup}
+    paced_warmup_ids = {int(key) for key, _ in paced[:paced_warmup]}
 
     def produce() -> None:
         # a few events first: the stream's first micro-batch also loads the bootstrap state (tens of seconds);
-        # latency is measured on the paced events sent once that batch has committed
+        # latency is measured on the paced events sent once that batch has committed, after the paced warm-up
         started = time.monotonic() + 300
         while time.monotonic() < started and run.streaming.query_name not in {q.name for q in spark.streams.active}:
             time.sleep(1)
@@ -413,7 +417,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
             time.sleep(1)
         time.sleep(5)
         begin = time.perf_counter()
-        for i, (key, payload) in enumerate(measured):
+        for i, (key, payload) in enumerate(paced):
             delay = begin + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -433,11 +437,24 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float) -> dict:
     scores = read_delta(spark, scores_path(run)).select("transaction_id", "kafka_timestamp", "batch_id").toPandas()
     scores = scores[~scores["transaction_id"].isin(warmup_ids)]
     metrics = read_delta(spark, metrics_path(run)).select("batch_id", "finished_at").toPandas()
+    in_warmup = scores["transaction_id"].isin(paced_warmup_ids)
+    result = {"rate_per_s": rate, "paced_warmup_s": warmup_seconds, "sent": count}
+    result.update(_latencies(scores[~in_warmup], metrics, alerts_seen))
+    if paced_warmup:
+        result["warmup"] = _latencies(scores[in_warmup], metrics, alerts_seen)
+    return result
+
+
+def _latencies(scores, metrics, alerts_seen: dict[int, int]) -> dict:
+    """Scored rows, alerts and the p50/p95/p99 latency to the commit and to the alert of `scores`' transactions."""
+    import numpy as np
+    import pandas as pd
+
     joined = scores.merge(metrics, on="batch_id")
     commit_ms = (joined["finished_at"] - joined["kafka_timestamp"]).dt.total_seconds() * 1000
     sent_ms = dict(zip(scores.transaction_id, scores.kafka_timestamp.astype("int64") // 1_000_000, strict=True))
     alert_ms = pd.Series([alerts_seen[t] - sent_ms[t] for t in alerts_seen if t in sent_ms], dtype=float)
-    result = {"rate_per_s": rate, "sent": count, "scored": len(scores), "alerts": len(alert_ms)}
+    result: dict = {"scored": len(scores), "alerts": len(alert_ms)}
     for name, values in (("commit", commit_ms), ("alert", alert_ms)):
         if len(values):
             result[f"{name}_latency_ms"] = {f"p{q}": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)}
@@ -449,7 +466,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=21, help="days replayed for the throughput run (default 21)")
     parser.add_argument("--batch", type=int, default=100_000, help="max offsets per micro-batch (default 100000)")
     parser.add_argument("--rates", default="1000,5000", help="input rates of the latency runs, events/s")
-    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="measured seconds per rate (default 60)")
+    parser.add_argument(
+        "--latency-warmup-seconds",
+        type=float,
+        default=30.0,
+        help="paced seconds at the same rate before the measured ones, reported apart (default 30)",
+    )
     parser.add_argument("--kafka-records", type=int, default=2_000_000)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: kafka,throughput,latency,writers")
     args = parser.parse_args(argv)
@@ -492,13 +515,20 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info("throughput: %s", result["throughput"])
             if "latency" not in skip:
                 rates = [int(r) for r in args.rates.split(",") if r]
-                result["latency"] = latency(spark, config, rates=rates, seconds=args.latency_seconds)
+                result["latency"] = latency(
+                    spark, config, rates=rates, seconds=args.latency_seconds, warmup_seconds=args.latency_warmup_seconds
+                )
             if "writers" not in skip:  # scores committed from the driver vs by Spark's Delta writer, one run
                 rate = int(args.rates.split(",")[0])
                 runs = result.get("latency", []) if config.streaming.output_writer == "driver" else []
                 driver = next((r for r in runs if r["rate_per_s"] == rate), None)
                 result["writers"] = writer_comparison(
-                    spark, config, rate=rate, seconds=args.latency_seconds, driver=driver
+                    spark,
+                    config,
+                    rate=rate,
+                    seconds=args.latency_seconds,
+                    warmup_seconds=args.latency_warmup_seconds,
+                    driver=driver,
                 )
         finally:
             spark.stop()

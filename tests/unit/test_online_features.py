@@ -19,6 +19,7 @@ from lakestream.streaming.online_features import (
     OnlineFeatureProcessor,
     OnlinePlan,
     compact,
+    member,
     window_features,
 )
 from tests.unit.feature_reference import reference_features
@@ -266,3 +267,11 @@ def test_compaction_drops_an_entity_gone_quiet_once_past_retention_and_skew(skew
     for i in range(10):  # and now past it
         send([(200 + i, 2, horizon + i * 60)])
     assert customers_in_state() == ({1, 2} if skew is None else {2})
+
+
+def test_member_is_isin() -> None:
+    rng = np.random.default_rng(3)
+    ids = rng.choice(2_000_000, 5000, replace=False)
+    for values in (rng.choice(ids, 40), rng.choice(2_000_000, 3000), np.empty(0, np.int64)):
+        for of in (ids, ids[:0], values[:7]):
+            assert np.array_equal(member(values, of), np.isin(values, of))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lakestream.features.spec import DELAYED_EDGE_KINDS, SECONDS_PER_DAY, FeatureSetSpec, WindowGroup
+from lakestream.streaming import tws_input
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +43,10 @@ try:  # the worker side needs pyspark's processor base class; planning code does
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 except ImportError:  # pragma: no cover
     StatefulProcessor = object  # type: ignore[assignment,misc]
+
+# The Python worker imports this module when it unpickles the processor, before it reads the operator's input:
+# from then on that input is sliced per key, not walked row by row (lakestream.streaming.tws_input).
+VECTORISED_INPUT = tws_input.install()
 
 TX, LABEL = "tx", "label"
 OK, DUPLICATE, REJECTED = "ok", "duplicate", "rejected"
@@ -150,7 +155,7 @@ def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in,
     Features are a float matrix (new rows x plan.feature_names), NaN for other entities' features and for
     empty windows without a default.
     """
-    duplicate = np.isin(new_ids, history.ids)
+    duplicate = member(new_ids, history.ids)
     _, first = np.unique(new_ids, return_index=True)  # the first occurrence of an id in this batch is kept
     repeated = np.ones(len(new_ids), dtype=bool)
     repeated[first] = False
@@ -167,9 +172,17 @@ def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in,
     positions = rank[len(history.ts) :]  # where each kept new row sits in the sorted merge
     out = np.full((len(new_ids), len(plan.feature_names)), np.nan)
     if positions.size:
-        known = np.isin(ids, history.known_ids).astype(np.float64)
+        known = member(ids, history.known_ids).astype(np.float64)
         out[keep] = _group_features(plan, entity, merged, positions, known)
     return merged, duplicate, out
+
+
+def member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """np.isin(values, of) by hashing, O(n): np.isin sorts both arrays for ids spread over a wide range, and the
+    state's ids are (the whole bucket's history against a few new or known ids, every micro-batch)."""
+    import pandas as pd
+
+    return pd.Series(values, copy=False).isin(of).to_numpy()
 
 
 def _group_features(plan: OnlinePlan, entity: str, h: History, pos: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -321,7 +334,7 @@ def compact(history: History, *, retention_seconds: int, groups: np.ndarray | No
 def keep_events(history: History, keep: np.ndarray) -> History:
     """The events where `keep` is true, and the known labels except those of the dropped events."""
     dropped = history.ids[~keep]
-    known = history.known_ids[~np.isin(history.known_ids, dropped)]
+    known = history.known_ids[~member(history.known_ids, dropped)]
     return History(history.ts[keep], history.ids[keep], history.values[keep], known)
 
 
@@ -431,7 +444,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
         is_tx = frame["kind"].to_numpy() == TX
         tx_ids = frame["transaction_id"].to_numpy(np.int64)
         labels = tx_ids[~is_tx & (frame["known"].to_numpy() == 1)]
-        new_labels = np.setdiff1d(labels, stored.known_ids)
+        new_labels = np.unique(labels[~member(labels, stored.known_ids)])
         if new_labels.size:
             self.labels.appendValue((_pack(new_labels),))
             stored.known_ids = np.concatenate([stored.known_ids, new_labels])
@@ -439,7 +452,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
             return
         new_ts, new_ids = frame["ts"].to_numpy(np.int64)[is_tx], tx_ids[is_tx]
         new_eids = frame["entity_id"].to_numpy(np.int64)[is_tx]
-        entities, dense = np.unique(np.concatenate([stored.eids, new_eids]), return_inverse=True)
+        dense, entities = pd.factorize(np.concatenate([stored.eids, new_eids]), sort=True)  # np.unique's, hashed
         composite = dense.astype(np.int64) * ENTITY_SHIFT + np.concatenate([stored.ts, new_ts])
         old_time, new_time = composite[: len(stored.ts)], composite[len(stored.ts) :]
         by_time = np.lexsort((stored.ids, old_time))

@@ -1,0 +1,114 @@
+"""The vectorised transformWithStateInPandas input gives what PySpark's row-by-row original gives."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from pyspark.sql.pandas.serializers import TransformWithStateInPandasSerializer
+
+from lakestream.streaming import online_features, tws_input
+
+ORIGINAL = tws_input.replaced["load_stream"]  # the processor's module installed it on import
+
+
+def arrow_stream(batches: list[pa.RecordBatch]) -> io.BytesIO:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, batches[0].schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    sink.seek(0)
+    return sink
+
+
+def batch(entities: list[str], buckets: list[int], first_id: int) -> pa.RecordBatch:
+    n = len(entities)
+    return pa.record_batch(
+        {
+            "entity": pa.array(entities, pa.string()),
+            "bucket": pa.array(buckets, pa.int32()),
+            "transaction_id": pa.array([first_id + i if i % 5 else None for i in range(n)], pa.int64()),
+            "known": pa.array([i % 2 for i in range(n)], pa.int32()),
+            "tx_amount": pa.array([float(i) / 3 if i % 4 else None for i in range(n)], pa.float64()),
+            "raw": pa.array([b"\x00\xff" if i % 3 == 0 else None for i in range(n)], pa.binary()),
+        }
+    )
+
+
+def serializer(max_records: int, max_bytes: int = 2**31 - 1) -> TransformWithStateInPandasSerializer:
+    ser = TransformWithStateInPandasSerializer(
+        timezone="UTC",
+        safecheck=False,
+        assign_cols_by_name=True,
+        prefer_int_ext_dtype=False,
+        arrow_max_records_per_batch=max_records,
+        arrow_max_bytes_per_batch=max_bytes,
+        int_to_decimal_coercion_enabled=False,
+    )
+    ser.key_offsets = [0, 1]
+    return ser
+
+
+def run(load_stream, batches: list[pa.RecordBatch], **limits) -> list[tuple]:
+    """(mode, key, chunk sizes, the key's rows as one frame) for each element load_stream yields."""
+    out = []
+    for mode, key, chunks in load_stream(serializer(**limits), arrow_stream(batches)):
+        frames = [frame for _, frame in chunks] if chunks is not None else []
+        rows = pd.concat(frames, ignore_index=True) if frames else None
+        out.append((mode, key, [len(f) for f in frames], rows))
+    return out
+
+
+BATCHES = [
+    # a key spanning two Arrow batches, keys that differ only in the bucket, a one-row run
+    batch(["customer_id"] * 7 + ["terminal_id"] * 3, [0] * 4 + [1] * 3 + [1] * 3, 0),
+    batch(["terminal_id"] * 5 + ["terminal_id"] + ["_rejected"] * 4, [1] * 5 + [2] + [7] * 4, 100),
+]
+
+
+@pytest.mark.parametrize(("limits", "sizes"), [({"max_records": 10_000}, None), ({"max_records": 2}, 2)])
+def test_same_keys_and_rows_as_the_row_by_row_original(limits: dict, sizes: int | None) -> None:
+    expected = run(ORIGINAL, BATCHES, **limits)
+    got = run(tws_input.load_stream, BATCHES, **limits)
+    assert [(m, k) for m, k, _, _ in got] == [(m, k) for m, k, _, _ in expected]
+    assert [k for _, k, _, _ in got if k is not None] == [
+        ("customer_id", 0),
+        ("customer_id", 1),
+        ("terminal_id", 1),
+        ("terminal_id", 2),
+        ("_rejected", 7),
+    ]
+    assert all(type(v) in {str, int} for _, k, _, _ in got if k is not None for v in k)
+    for (_, key, got_sizes, got_rows), (_, _, _, rows) in zip(got, expected, strict=True):
+        if rows is None:
+            assert got_rows is None
+            continue
+        assert list(got_rows.columns) == list(rows.columns)
+        pd.testing.assert_frame_equal(got_rows, rows, check_dtype=False)
+        assert sum(got_sizes) == len(rows), key
+        if sizes is not None:
+            assert max(got_sizes) <= sizes
+    # the processor reads INT columns as int32 now (the original re-inferred int64 from Python ints)
+    assert got[0][3]["known"].dtype == np.int32
+
+
+def test_a_byte_limit_splits_chunks_as_the_original_does() -> None:
+    limits = {"max_records": 10_000, "max_bytes": 64}
+    got = run(tws_input.load_stream, BATCHES, **limits)
+    expected = run(ORIGINAL, BATCHES, **limits)
+    assert [sum(s) for _, _, s, _ in got] == [sum(s) for _, _, s, _ in expected]
+    assert max(max(s, default=0) for _, _, s, _ in got) < 7  # the 7-row runs were split
+
+
+def test_key_runs() -> None:
+    keys = [np.array(["a", "a", "b", "b", "b"], dtype=object), np.array([1, 2, 2, 2, 3])]
+    assert tws_input.key_runs(keys) == [(0, 1), (1, 2), (2, 4), (4, 5)]
+    assert tws_input.key_runs([np.array([], dtype=object)]) == []
+
+
+def test_installed_on_the_worker_by_the_processor_module() -> None:
+    assert online_features.VECTORISED_INPUT  # importing the processor's module installs it (PySpark 4.2 here)
+    assert TransformWithStateInPandasSerializer.load_stream is tws_input.load_stream
