@@ -241,6 +241,7 @@ def fit_distributed(
     validation_column: str | None = None,
     pos_weight: float | None = None,
     rendezvous: Literal["driver", "spark"] = "driver",
+    skip_metricless_evaluation: bool = True,
 ) -> FittedBooster:
     """xgboost.spark over the rows of `train` (validation rows flagged by validation_column).
 
@@ -248,11 +249,14 @@ def fit_distributed(
     ``SparkXGBClassifier``, without the Spark job the classifier runs to count the label's distinct values.
     ``rendezvous="driver"`` serves xgboost.spark's barrier syncs from the driver (see
     lakestream.training.rendezvous); ``"spark"`` leaves them to Spark's BarrierTaskContext (one second each).
+    ``skip_metricless_evaluation`` drops xgboost.spark's per-round evaluation of the training rows when the fit
+    has no metric (lakestream.training.xgb_callbacks); False keeps xgboost.spark's own behaviour.
     """
     from pyspark.sql import functions as F  # noqa: N812
     from xgboost.spark import SparkXGBRegressor
 
     from lakestream.training.rendezvous import RendezvousCallback, driver_rendezvous
+    from lakestream.training.xgb_callbacks import SkipMetriclessEvaluation, evaluates_nothing
 
     if settings.early_stopping_rounds is not None and validation_column is None:
         raise ConfigError("early_stopping_rounds is set but no validation column was given")
@@ -270,13 +274,15 @@ def fit_distributed(
     if pos_weight is not None:
         extra.append(F.when(F.col(label) == 1, F.lit(pos_weight)).otherwise(F.lit(1.0)).alias(WEIGHT))
         kwargs["weight_col"] = WEIGHT
-    callbacks = [RendezvousCallback()] if rendezvous == "driver" else None
+    callbacks: list[Any] = [RendezvousCallback()] if rendezvous == "driver" else []
+    if skip_metricless_evaluation and evaluates_nothing(kwargs, validation=validation_column is not None):
+        callbacks.append(SkipMetriclessEvaluation())  # xgboost.spark evaluates the training rows every round
     estimator = SparkXGBRegressor(
         features_col=features_col,
         label_col=label,
         num_workers=num_workers,
         feature_names=list(features),
-        callbacks=callbacks,
+        callbacks=callbacks or None,
         **kwargs,
     )
     started = time.perf_counter()
