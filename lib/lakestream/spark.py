@@ -66,6 +66,12 @@ def spark_settings(config: LakestreamConfig, *, master: str | None = None) -> di
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         "spark.pyspark.python": worker_python(),
         "spark.databricks.delta.snapshotPartitions": str(max(config.spark.shuffle_partitions, 1)),
+        # PySpark's DataFrame debugging context: every DataFrame and Column call (F.col, F.lit, select, ...) first
+        # asks the JVM for the active session, a setting and the Python call site, about 8 py4j round trips of ~16
+        # per call; a daily fraud_v1 feature build makes ~250 such calls, 0.3 s of its 0.9 s of plan building
+        # here, and every stream micro-batch plans its writes again. The cost: an analysis error names the failing
+        # expression but not the Python line that built it (set it back to true in spark.conf when debugging).
+        "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     if (master or config.spark.master).startswith("local"):
         settings.update(local_fs_settings(config))

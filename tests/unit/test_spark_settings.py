@@ -79,3 +79,17 @@ def test_balanced_partitions_round_up_to_a_multiple_of_the_cores(spark: SparkSes
             assert wanted <= got < wanted + cores
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+def test_dataframe_debugging_round_trips_are_off_unless_configured(
+    config: LakestreamConfig, spark: SparkSession
+) -> None:
+    """PySpark's per-call debugging context (py4j round trips) is off in every session; spark.conf turns it on."""
+    from pyspark.errors.utils import is_debugging_enabled
+
+    key = "spark.python.sql.dataFrameDebugging.enabled"
+    assert spark_settings(config)[key] == "false"
+    assert spark.conf.get(key) == "false"
+    assert not is_debugging_enabled()  # what PySpark's DataFrame and Column calls check
+    debugging = config.model_copy(update={"spark": config.spark.model_copy(update={"conf": {key: "true"}})})
+    assert spark_settings(debugging)[key] == "true"
