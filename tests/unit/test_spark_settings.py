@@ -49,6 +49,21 @@ def test_java_options_follow_lakestreams_defaults_on_driver_and_executors() -> N
         assert tuned[key] == f"{defaults} -XX:TieredStopAtLevel=1"
 
 
+def test_configured_java_options_and_class_path_add_to_lakestreams_own(config: LakestreamConfig) -> None:
+    conf = {
+        "spark.driver.extraJavaOptions": "-Xss4m",
+        "spark.executor.extraJavaOptions": "-Dx=1",
+        "spark.driver.extraClassPath": "/opt/extra.jar",
+        "spark.sql.shuffle.partitions": "7",
+    }
+    ours = spark_settings(config)
+    settings = spark_settings(config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})}))
+    assert settings["spark.driver.extraJavaOptions"] == f"{ours['spark.driver.extraJavaOptions']} -Xss4m"
+    assert settings["spark.executor.extraJavaOptions"] == f"{ours['spark.executor.extraJavaOptions']} -Dx=1"
+    assert settings["spark.driver.extraClassPath"] == f"{ours['spark.driver.extraClassPath']}:/opt/extra.jar"
+    assert settings["spark.sql.shuffle.partitions"] == "7"  # any other setting is replaced
+
+
 def test_local_masters_get_the_nio_local_file_system(config: LakestreamConfig) -> None:
     local = spark_settings(config)
     assert local["spark.hadoop.fs.file.impl"] == "io.lakestream.hadoop.NioLocalFileSystem"
