@@ -3,8 +3,9 @@
 Data: the fraud_v1 features of the book's prequential data range (2018-06-11..2018-09-14, 919,767 rows) from the
 benchmark lake of benchmarks/model_quality.py, and the same rows replicated 10x; also one prequential fold's
 7-day training window (67k rows) to show the fixed costs. Parameters: hist, depth 6, learning rate 0.3, 100
-rounds (XGBoost defaults), no early stopping. Both models are scored on the book's test week (58,264 rows,
-known compromised cards removed) to compare AUC.
+rounds (XGBoost defaults), no early stopping. The models are scored on a week none of them trained on, known
+compromised cards removed, to compare AUC: the fold's models on the book's test week (2018-08-08..14), the
+prequential ones on the week after the 7-day delay that follows their data (2018-09-22..28, 24,765 rows).
 
 - single-node: the rows collected to pandas once (timed separately as ``collect_seconds``), then
   QuantileDMatrix + xgboost.train with nthread = 2 (the cores the machine has);
@@ -25,8 +26,10 @@ After one untimed warm-up fit (JVM, Python workers, imports), ``--repeats`` roun
 in a rotated order. ``*_seconds`` are the best round of each; ``*_over_single_node_median`` is the median of the
 rounds' own ratios (fits minutes apart see different machine speeds here), which the goals are judged on.
 AUC: besides both fits' AUC, ``auc_single_node_rows_shuffled`` holds the single-node fit's AUC on the same rows
-in three other orders (not at 10x): hist's quantile sketch depends on the order of the rows, so this spread is
-the noise floor of any "same AUC" comparison.
+in three other orders and ``auc_spark_rows_shuffled`` the distributed fit's on three other spreads of the rows
+over the workers (not at 10x): hist's quantile sketch depends on the order of the rows, so these spreads are the
+noise floor of any "same AUC" comparison; ``spark_auc_within_single_node_spread`` says whether the distributed
+fit's AUC lies inside the single node's range.
 Writes benchmarks/results/training.json.
 
     flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/training.py [--repeats 3] [--skip-10x]
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pandas as pd
     import xgboost as xgb
     from model_quality import bench_config, prepare_lake
     from pyspark.sql import functions as F  # noqa: N812
@@ -94,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     features = list(spec.model_inputs)
     labelled, _ = read_labelled_features(spark, config, spec, start=PREQUENTIAL[0], end=PREQUENTIAL[1])
     model_frame = labelled.select(*[F.col(name).cast("float").alias(name) for name in features], LABEL)
-    book = build_time_split(train_start=dt.date(2018, 7, 25))
-    test = select_test(labelled, split=book).select(*features, LABEL).toPandas()
+    book = build_time_split(train_start=dt.date(2018, 7, 25), name="book")
+    prequential_days = (PREQUENTIAL[1] - PREQUENTIAL[0]).days + 1
+    prequential = build_time_split(name="prequential", train_start=PREQUENTIAL[0], train_days=prequential_days)
+    with_test_weeks, _ = read_labelled_features(spark, config, spec, start=PREQUENTIAL[0], end=prequential.test_end)
+    tests = {  # a week after each training range's delay, known compromised cards removed
+        split.name: select_test(with_test_weeks, split=split).select(*features, LABEL).toPandas()
+        for split in (book, prequential)
+    }
     settings = BoosterSettings(args.params, args.rounds)
 
-    def auc_of(booster: xgb.Booster) -> float:
+    def auc_of(booster: xgb.Booster, test: pd.DataFrame) -> float:
         return round(compute_auc_roc(test[LABEL].to_numpy(), predict_scores(booster, test, features=features)), 6)
 
     sizes = {"fold_7_days": None, "prequential_1x": 1, "prequential_10x": 10}
@@ -114,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     warmed = False
     for name, factor in sizes.items():
+        test = tests["book" if factor is None else "prequential"]
         if factor is None:
             frame = select_train(labelled, split=book).select(*model_frame.columns)
         else:
@@ -170,16 +181,26 @@ def main(argv: list[str] | None = None) -> int:
             "spark_barriers_seconds": round(best["spark_barriers"], 2),
             "spark_barriers_over_single_node": round(best["spark_barriers"] / native_seconds, 2),
             "spark_over_single_node_with_collect": round(best["spark"] / (native_seconds + collect_seconds), 2),
-            "auc_single_node": auc_of(fitted["single_node"].booster),
-            "auc_spark": auc_of(fitted["spark"].booster),
+            "auc_test_rows": len(test),
+            "auc_single_node": auc_of(fitted["single_node"].booster, test),
+            "auc_spark": auc_of(fitted["spark"].booster, test),
         }
         entry["same_auc_3_decimals"] = round(entry["auc_single_node"], 3) == round(entry["auc_spark"], 3)
         if factor != 10:  # the single node's own AUC when only the order of its rows changes (hist sketches)
             entry["auc_single_node_rows_shuffled"] = [
                 auc_of(fit_single_node(rows_pd.sample(frac=1.0, random_state=seed), features=features, label=LABEL,
-                                       settings=settings, nthread=2).booster)
+                                       settings=settings, nthread=2).booster, test)
                 for seed in (1, 2, 3)
             ]  # fmt: skip
+            entry["auc_spark_rows_shuffled"] = []
+            for seed in (1, 2, 3):
+                spread = frame.orderBy(F.rand(seed)).repartition(2)
+                fit = fit_distributed(spread, features=features, label=LABEL, settings=settings, num_workers=2)
+                entry["auc_spark_rows_shuffled"].append(auc_of(fit.booster, test))
+            single_node_aucs = [entry["auc_single_node"], *entry["auc_single_node_rows_shuffled"]]
+            entry["spark_auc_within_single_node_spread"] = (
+                min(single_node_aucs) <= entry["auc_spark"] <= max(single_node_aucs)
+            )
         results["sizes"][name] = entry
         logger.info("%s: %s", name, entry)
         frame.unpersist()
