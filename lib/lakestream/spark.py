@@ -73,6 +73,11 @@ def spark_settings(config: LakestreamConfig, *, master: str | None = None) -> di
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        # A RocksDB state store commit writes the batch's changes (a changelog file) instead of zipping and copying
+        # a snapshot of the store to the checkpoint; snapshots move to the background maintenance task. The stream's
+        # operator committed in ~230 ms a batch before, ~170 ms of it syncing the snapshot's files. A checkpoint
+        # written either way can be restarted the other way.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.pyspark.python": worker_python(),
         "spark.databricks.delta.snapshotPartitions": str(max(config.spark.shuffle_partitions, 1)),
         # PySpark's DataFrame debugging context: every DataFrame and Column call (F.col, F.lit, select, ...) first

@@ -17,6 +17,7 @@ def test_settings_wire_delta_local_jars_and_utc(config: LakestreamConfig) -> Non
     assert settings["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert settings["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     assert settings["spark.sql.session.timeZone"] == "UTC"
+    assert settings["spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"] == "true"
     jars = settings["spark.jars"].split(",")
     assert any("delta-spark_4.2_2.13" in jar for jar in jars)
     assert any("spark-sql-kafka-0-10_2.13" in jar for jar in jars)
