@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from lakestream.spark import build_spark_session
     from lakestream.training.dataset import LABEL, read_labelled_features
     from lakestream.training.metrics import compute_auc_roc
-    from lakestream.training.splits import build_time_split, select_test, select_train
+    from lakestream.training.splits import build_time_split, select_days, select_test, select_train
     from lakestream.training.trainer import load_training_feature_set
     from lakestream.training.xgb import BoosterSettings, fit_distributed, fit_single_node, predict_scores
 
@@ -96,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     prepare_lake(spark, config)
     spec = load_training_feature_set(config, "fraud_v1")
     features = list(spec.model_inputs)
-    labelled, _ = read_labelled_features(spark, config, spec, start=PREQUENTIAL[0], end=PREQUENTIAL[1])
-    model_frame = labelled.select(*[F.col(name).cast("float").alias(name) for name in features], LABEL)
     book = build_time_split(train_start=dt.date(2018, 7, 25), name="book")
     prequential_days = (PREQUENTIAL[1] - PREQUENTIAL[0]).days + 1
     prequential = build_time_split(name="prequential", train_start=PREQUENTIAL[0], train_days=prequential_days)
+    # one read: the prequential range and, after its delay, the week its models are scored on
     with_test_weeks, _ = read_labelled_features(spark, config, spec, start=PREQUENTIAL[0], end=prequential.test_end)
+    labelled = select_days(with_test_weeks, start=PREQUENTIAL[0], end=PREQUENTIAL[1])
+    model_frame = labelled.select(*[F.col(name).cast("float").alias(name) for name in features], LABEL)
     tests = {  # a week after each training range's delay, known compromised cards removed
         split.name: select_test(with_test_weeks, split=split).select(*features, LABEL).toPandas()
         for split in (book, prequential)
