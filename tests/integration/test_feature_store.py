@@ -71,6 +71,10 @@ def test_incremental_days_equal_a_full_backfill(
         result = build_feature_table(spark, silver_config, spec, start=day, end=day)
         assert result.rows == snapshot.where(f"tx_date = '{day}'").count()
     assertDataFrameEqual(read_delta(spark, path), snapshot, checkRowOrder=False, rtol=0, atol=0)  # bit for bit
+    # a daily build into the table is committed from the driver (feature_store.driver_write_max_days), same lineage
+    last = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").first()
+    assert "delta-rs" in last["engineInfo"]
+    assert f'"start": "{START + dt.timedelta(days=49)}"' in last["userMetadata"]
     assert {r.feature_set for r in snapshot.select("feature_set").distinct().collect()} == {feature_set}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,33 @@ def test_append_rows_once_honours_versions_spark_committed(tmp_path: Path, spark
         (3, dt.datetime(2018, 7, 1, 12), 5, "fraud_v2"),
         (4, dt.datetime(2018, 7, 1, 12), 5, "fraud_v2"),
     ]
+
+
+def _days(days: list[str], value: float) -> pa.Table:
+    dates = pa.array([dt.date.fromisoformat(d) for d in days], pa.date32())
+    return pa.table({"tx_date": dates, "id": list(range(len(days))), "value": [value] * len(days)})
+
+
+def test_replace_rows_replaces_only_the_predicates_days_with_lineage(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
+    from lakestream.io.delta import replace_rows
+
+    path = tmp_path / "features"
+    write_deltalake(str(path), _days(["2018-04-01", "2018-04-02", "2018-04-02"], 1.0), partition_by=["tx_date"])
+    new = _days(["2018-04-02"], 2.0).select(["value", "id", "tx_date"])  # columns in another order
+    assert replace_rows(path, new, "tx_date >= '2018-04-02' AND tx_date <= '2018-04-02'", user_metadata='{"v": 1}')
+    rows = sorted((str(r["tx_date"]), r["value"]) for r in read_delta_arrow(path).to_pylist())
+    assert rows == [("2018-04-01", 1.0), ("2018-04-02", 2.0)]
+    assert DeltaTable(str(path)).history(1)[0]["userMetadata"] == '{"v": 1}'
+
+
+def test_replace_rows_leaves_new_tables_and_changed_columns_to_spark(tmp_path: Path) -> None:
+    from lakestream.io.delta import replace_rows
+
+    assert not replace_rows(tmp_path / "none", _days(["2018-04-01"], 1.0), "tx_date = '2018-04-01'")
+    path = tmp_path / "features"
+    write_deltalake(str(path), _days(["2018-04-01"], 1.0), partition_by=["tx_date"])
+    wider = _days(["2018-04-01"], 2.0).append_column("extra", pa.array([1]))
+    assert not replace_rows(path, wider, "tx_date = '2018-04-01'")
+    assert read_delta_arrow(path).column("value").to_pylist() == [1.0]

@@ -379,6 +379,14 @@ class ScoringConfig(StrictModel):
         return self
 
 
+class FeatureStoreConfig(StrictModel):
+    """The gold feature tables (lakestream.features.store, jobs/build_features.py)."""
+
+    # a build of at most this many days into an existing table is collected to the driver and committed with
+    # deltalake (no Delta snapshot, write stage or JVM commit: ~1 s of a daily build); 0 = always Spark's writer
+    driver_write_max_days: int = Field(default=3, ge=0)
+
+
 class TrainingConfig(StrictModel):
     """Model training, tuning, evaluation, promotion and batch scoring (see lakestream.training)."""
 
@@ -520,6 +528,7 @@ class LakestreamConfig(StrictModel):
     mlflow: MlflowConfig = MlflowConfig()
     simulation: SimulationConfig = SimulationConfig()
     quality: QualityConfig = QualityConfig()
+    feature_store: FeatureStoreConfig = FeatureStoreConfig()
     training: TrainingConfig = TrainingConfig()
     streaming: StreamingConfig = StreamingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()

@@ -2,8 +2,9 @@
 
 A build over [start, end] reads silver transactions from ``start - lookback`` (longest window + delay) to
 ``end`` and the labels known for them, computes the feature set and replaces exactly the days
-[start, end] of ``gold.features_<set>`` (replaceWhere). So a daily run reads only the look-back it needs,
-a re-run or a backfill of a day gives the same rows, and an incremental day equals a full recompute.
+[start, end] of ``gold.features_<set>`` (replaceWhere; a build of a few days is committed from the driver). So
+a daily run reads only the look-back it needs, a re-run or a backfill of a day gives the same rows, and an
+incremental day equals a full recompute.
 Lineage (feature set and version, silver table versions) is kept in columns and in the Delta commit.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
@@ -23,7 +25,7 @@ from lakestream.config.models import LakestreamConfig
 from lakestream.errors import DataError
 from lakestream.features.batch import compute_features
 from lakestream.features.spec import FeatureSetSpec
-from lakestream.io.delta import is_delta_table, read_delta, table_version, write_delta
+from lakestream.io.delta import is_delta_table, read_delta, replace_rows, table_version, write_delta
 from lakestream.spark import balanced_partitions
 
 if TYPE_CHECKING:
@@ -90,28 +92,54 @@ def write_features(
     path: Path,
     *,
     spec: FeatureSetSpec,
-    replace_where: str | None = None,
+    days: tuple[dt.date, dt.date] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    driver_max_days: int = 0,
     date_column: str = "tx_date",
 ) -> int:
     """Write feature rows to the Delta table at `path`, one file per day; returns the rows written.
 
-    Overwrites the table, or only the days `replace_where` selects. The rows are counted by the write itself
-    (an observation): no second job reads them back. Delta keeps per-file statistics (data skipping) for the
-    id, the event time and the entity keys only (``delta.dataSkippingStatsColumns``, set on the table): the
-    default, the first 32 columns, also computed min / max / null counts of every feature value for each row
-    written, about a tenth of a full build here (1.75M rows: 12.5 s -> 11.0 s).
+    Overwrites the table, or with `days` (first, last) replaces only those days. `lineage` is recorded as the
+    commit's userMetadata. Delta keeps per-file statistics (data skipping) for the id, the event time and the
+    entity keys only (``delta.dataSkippingStatsColumns``, set on the table): the default, the first 32 columns, also
+    computed min / max / null counts of every feature value for each row written, about a tenth of a full build
+    here (1.75M rows: 12.5 s -> 11.0 s).
+
+    A replacement of at most `driver_max_days` days in an existing table (a daily build) is collected to the driver
+    as Arrow and committed with deltalake (``lakestream.io.delta.replace_rows``): 1.5-1.7 s against 2.5-2.7 s for a
+    day of the default dataset, alternated in one session (most of the difference is the Delta snapshot Spark's
+    writer computes first). Otherwise, and when the table's columns differ from the rows', Spark's Delta writer
+    writes (the rows are counted by the write itself, an observation: no second job reads them back).
     """
+    metadata = json.dumps(dict(lineage)) if lineage else None
+    replace_where = None
+    if days is not None:
+        first, last = days
+        replace_where = f"{date_column} >= '{first}' AND {date_column} <= '{last}'"
+        if (last - first).days < driver_max_days and is_delta_table(path):
+            rows = features.toArrow()
+            if rows.num_rows and replace_rows(path, rows, replace_where, user_metadata=metadata):
+                logger.info("replaced %s..%s of %s from the driver (%d rows)", first, last, path, rows.num_rows)
+                return rows.num_rows
+            logger.info("%s: no rows, or its columns changed: written by Spark's Delta writer", path)
     written = Observation("feature_rows")
-    write_delta(
-        features.observe(written, F.count(F.lit(1)).alias("rows")).repartition(
-            balanced_partitions(features.sparkSession), date_column
-        ),  # one file per day, not one per (task, day)
-        path,
-        mode="overwrite",
-        partition_by=[date_column],
-        replace_where=replace_where,
-        options={"delta.dataSkippingStatsColumns": ",".join(stats_columns(spec))},
-    )
+    spark = features.sparkSession
+    if metadata is not None:
+        spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
+    try:
+        write_delta(
+            features.observe(written, F.count(F.lit(1)).alias("rows")).repartition(
+                balanced_partitions(spark), date_column
+            ),  # one file per day, not one per (task, day)
+            path,
+            mode="overwrite",
+            partition_by=[date_column],
+            replace_where=replace_where,
+            options={"delta.dataSkippingStatsColumns": ",".join(stats_columns(spec))},
+        )
+    finally:
+        if metadata is not None:
+            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
     return int(written.get["rows"])
 
 
@@ -158,11 +186,14 @@ def build_feature_table(
         "start": start.isoformat(),
         "end": end.isoformat(),
     }
-    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(lineage))
-    try:
-        rows = write_features(features, path, spec=spec, replace_where=f"tx_date >= '{start}' AND tx_date <= '{end}'")
-    finally:
-        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+    rows = write_features(
+        features,
+        path,
+        spec=spec,
+        days=(start, end),
+        lineage=lineage,
+        driver_max_days=config.feature_store.driver_write_max_days,
+    )
     logger.info("built %s v%d for %s..%s: %d rows into %s", spec.name, spec.version, start, end, rows, path)
     return FeatureBuildResult(
         spec.name, spec.version, start.isoformat(), end.isoformat(), rows, str(path), tx_version, labels_version

@@ -83,6 +83,40 @@ def append_rows_once(
     return True
 
 
+def replace_rows(path: Path, rows: pa.Table, predicate: str, *, user_metadata: str | None = None) -> bool:
+    """Replace the rows of an existing Delta table that match `predicate` (SQL on its partition columns) by `rows`,
+    committed from this process with deltalake, without a Spark job; False, writing nothing, when there is no table
+    yet or its columns differ from the rows' in names or types (Spark's writer creates tables and changes schemas).
+
+    For rows already on the driver: Spark's Delta writer costs a snapshot of the table (three small jobs), a write
+    stage and a commit through the JVM, about 1 s of a one-day feature build here (10k rows). `user_metadata` is
+    the commit's userMetadata, as ``spark.databricks.delta.commitInfo.userMetadata`` sets it for Spark's writer.
+    """
+    import pyarrow as pa
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+    from deltalake.exceptions import TableNotFoundError
+
+    if not is_delta_table(path):
+        return False
+    try:
+        table = DeltaTable(str(path))
+    except TableNotFoundError:  # a log folder without its first commit
+        return False
+    target = pa.schema(table.schema().to_arrow())
+    if {f.name: f.type for f in target} != {f.name: f.type for f in rows.schema}:
+        return False
+    rows = rows.select(target.names).cast(pa.schema([field.with_nullable(True) for field in target]))
+    write_deltalake(
+        table,
+        rows,
+        mode="overwrite",
+        predicate=predicate,
+        partition_by=table.metadata().partition_columns or None,
+        commit_properties=CommitProperties(custom_metadata={"userMetadata": user_metadata}) if user_metadata else None,
+    )
+    return True
+
+
 def read_delta(spark: SparkSession, path: Path, *, version: int | None = None) -> DataFrame:
     """Read a Delta table by path, optionally as of a version (time travel)."""
     reader = spark.read.format("delta")
