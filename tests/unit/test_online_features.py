@@ -20,6 +20,7 @@ from lakestream.streaming.online_features import (
     OnlinePlan,
     compact,
     member,
+    time_then_id_order,
     window_features,
 )
 from tests.unit.feature_reference import reference_features
@@ -275,3 +276,20 @@ def test_member_is_isin() -> None:
     for values in (rng.choice(ids, 40), rng.choice(2_000_000, 3000), np.empty(0, np.int64)):
         for of in (ids, ids[:0], values[:7]):
             assert np.array_equal(member(values, of), np.isin(values, of))
+
+
+@pytest.mark.parametrize("runs", [1, 3, 8])
+def test_time_then_id_order_is_lexsorts_order(runs: int) -> None:
+    """Sorted runs (the state's chunks), ties of time with ids in and out of order, repeated (time, id) pairs."""
+    rng = np.random.default_rng(runs)
+    chunks = []
+    for _ in range(runs):
+        time = rng.integers(0, 50, 200)
+        ids = rng.integers(0, 30, 200)
+        order = np.lexsort((ids, time))
+        chunks.append((time[order], ids[order]))
+    time = np.concatenate([c[0] for c in chunks])
+    ids = np.concatenate([c[1] for c in chunks])
+    assert np.array_equal(time_then_id_order(time, ids), np.lexsort((ids, time)))
+    unique_time = np.arange(len(time))[::-1]  # no ties at all: the stable sort alone
+    assert np.array_equal(time_then_id_order(unique_time, ids), np.lexsort((ids, unique_time)))

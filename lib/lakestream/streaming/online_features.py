@@ -164,7 +164,7 @@ def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in,
     ts = np.concatenate([history.ts, new_ts[keep]])
     ids = np.concatenate([history.ids, new_ids[keep]])
     values = np.concatenate([history.values, new_values[keep]])
-    order = np.lexsort((ids, ts))
+    order = time_then_id_order(ts, ids)
     ts, ids, values = ts[order], ids[order], values[order]
     merged = History(ts, ids, values, history.known_ids)
     rank = np.empty(len(order), dtype=np.int64)
@@ -175,6 +175,18 @@ def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in,
         known = member(ids, history.known_ids).astype(np.float64)
         out[keep] = _group_features(plan, entity, merged, positions, known)
     return merged, duplicate, out
+
+
+def time_then_id_order(time: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``np.lexsort((ids, time))``, fast on a few runs already in that order (the state's chunks and a batch's rows
+    are): a stable sort on time alone merges the runs (timsort), and only if two rows of one time come out of id
+    order is the full sort done. lexsort sorts by id first, over the whole bucket, every micro-batch: 3.4 ms against
+    0.35 ms for five runs of 6,000 rows."""
+    order = np.argsort(time, kind="stable")
+    in_time, in_ids = time[order], ids[order]
+    if ((in_time[1:] == in_time[:-1]) & (in_ids[1:] < in_ids[:-1])).any():
+        return np.lexsort((ids, time))
+    return order
 
 
 def member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
@@ -455,7 +467,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
         dense, entities = pd.factorize(np.concatenate([stored.eids, new_eids]), sort=True)  # np.unique's, hashed
         composite = dense.astype(np.int64) * ENTITY_SHIFT + np.concatenate([stored.ts, new_ts])
         old_time, new_time = composite[: len(stored.ts)], composite[len(stored.ts) :]
-        by_time = np.lexsort((stored.ids, old_time))
+        by_time = time_then_id_order(old_time, stored.ids)  # chunks are stored in (entity, time, id) order
         history = History(old_time[by_time], stored.ids[by_time], stored.values[by_time], stored.known_ids)
         order = np.lexsort((new_ids, new_time))  # same-second ties by id, as the batch engine
         new_time, new_ids, new_ts, new_eids = new_time[order], new_ids[order], new_ts[order], new_eids[order]
