@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
@@ -147,6 +148,7 @@ def daily_run(spark: SparkSession, lake: AirflowLake) -> dict[str, Any]:
         "features": lake.table(spark, "gold", "features_fraud_v1", window),
         "silver_runs": lake.silver_runs(spark, window),
         "scores_written": is_delta_table(lake.config.table_path("gold", lake.config.training.scoring.table)),
+        "features_commit": DeltaTable(str(lake.config.table_path("gold", "features_fraud_v1"))).history(1)[0],
     }
 
 
@@ -170,6 +172,8 @@ def test_daily_run_builds_silver_and_gold_for_its_days(
     assert features["transaction_id"].tolist() == truth["transaction_id"].tolist()
     later = read_delta(spark, config.table_path("gold", "features_fraud_v1")).where(F.col("tx_date") > DAY).count()
     assert later == 0  # a run never builds days after its interval
+    # its days are committed from the driver (feature_store.driver_write_max_days covers the daily window)
+    assert "delta-rs" in daily_run["features_commit"]["engineInfo"]
     assert sorted(p.name for p in config.paths.reports_dir.glob("profile_*.html")) == [
         f"profile_{window[0]}_{window[1]}.html"
     ]

@@ -383,8 +383,9 @@ class FeatureStoreConfig(StrictModel):
     """The gold feature tables (lakestream.features.store, jobs/build_features.py)."""
 
     # a build of at most this many days into an existing table is collected to the driver and committed with
-    # deltalake (no Delta snapshot, write stage or JVM commit: ~1 s of a daily build); 0 = always Spark's writer
-    driver_write_max_days: int = Field(default=3, ge=0)
+    # deltalake (no Delta snapshot, write stage or JVM commit: ~1 s of a daily build); 0 = always Spark's writer.
+    # The daily DAG rebuilds quality.allowed_lateness_days + 1 days (4 by default).
+    driver_write_max_days: int = Field(default=4, ge=0)
 
 
 class TrainingConfig(StrictModel):
