@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,26 @@ def is_delta_table(path: Path) -> bool:
     return (path / "_delta_log").is_dir()
 
 
+def _open_table(path: Path) -> DeltaTable | None:
+    """The deltalake table at path; None when there is none, or its log folder has no first commit yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    if not is_delta_table(path):
+        return None
+    try:
+        return DeltaTable(str(path))
+    except TableNotFoundError:
+        return None
+
+
+def _all_nullable(schema: pa.Schema) -> pa.Schema:
+    """The schema with every column nullable, as Spark writes tables."""
+    import pyarrow as pa
+
+    return pa.schema([field.with_nullable(True) for field in schema])
+
+
 def read_delta_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
     """A Delta table (or some of its columns) read without a JVM, with deltalake; None when there is none yet.
 
@@ -29,14 +50,9 @@ def read_delta_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Tab
     an active exception", delta-io/delta-rs#2184).
     """
     import pyarrow.fs as pa_fs
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
 
-    if not is_delta_table(path):
-        return None
-    try:
-        table = DeltaTable(str(path))
-    except TableNotFoundError:  # the log folder exists, its first commit not yet
+    table = _open_table(path)
+    if table is None:
         return None
     present = {field.name for field in table.schema().fields}
     wanted = [name for name in columns if name in present] if columns is not None else None
@@ -55,23 +71,16 @@ def append_rows_once(
     snapshot update, about 1 s per micro-batch here whatever its size. Every column is written nullable, as Spark
     writes tables. New columns are added to the table (schema merge).
     """
-    import pyarrow as pa
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-    from deltalake.exceptions import TableNotFoundError
+    from deltalake import CommitProperties, Transaction, write_deltalake
 
-    table: DeltaTable | None = None
-    if is_delta_table(path):
-        try:
-            table = DeltaTable(str(path))
-        except TableNotFoundError:  # a log folder without its first commit: written below as a new table
-            table = None
+    table = _open_table(path)  # None: written below as a new table
     if table is not None:
         committed = table.transaction_version(app_id)
         if committed is not None and committed >= version:
             logger.info("%s: version %d of %s already committed; skipped", path.name, version, app_id)
             return False
     path.mkdir(parents=True, exist_ok=True)
-    rows = rows.cast(pa.schema([field.with_nullable(True) for field in rows.schema]))
+    rows = rows.cast(_all_nullable(rows.schema))
     write_deltalake(
         table if table is not None else str(path),
         rows,
@@ -93,19 +102,15 @@ def replace_rows(path: Path, rows: pa.Table, predicate: str, *, user_metadata: s
     the commit's userMetadata, as ``spark.databricks.delta.commitInfo.userMetadata`` sets it for Spark's writer.
     """
     import pyarrow as pa
-    from deltalake import CommitProperties, DeltaTable, write_deltalake
-    from deltalake.exceptions import TableNotFoundError
+    from deltalake import CommitProperties, write_deltalake
 
-    if not is_delta_table(path):
-        return False
-    try:
-        table = DeltaTable(str(path))
-    except TableNotFoundError:  # a log folder without its first commit
+    table = _open_table(path)
+    if table is None:
         return False
     target = pa.schema(table.schema().to_arrow())
     if {f.name: f.type for f in target} != {f.name: f.type for f in rows.schema}:
         return False
-    rows = rows.select(target.names).cast(pa.schema([field.with_nullable(True) for field in target]))
+    rows = rows.select(target.names).cast(_all_nullable(target))
     write_deltalake(
         table,
         rows,
