@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
 from lakestream.streaming.online_features import DUPLICATE, OK, REJECTED, REJECTED_ENTITY
-from lakestream.streaming.pipeline import _arrow_scored_stats, _batch_stats, _late, _latencies
+from lakestream.streaming.pipeline import (
+    DUPLICATE_TRANSACTION,
+    LATE_EVENT,
+    _arrow_scored_stats,
+    _batch_stats,
+    _collected_stats,
+    _late,
+    _latencies,
+)
 
 T0 = dt.datetime(2018, 5, 8, 10, 0, 0, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize("collected", [False, True], ids=["spark-jobs", "collected-scores"])
+@pytest.mark.parametrize("collected", [False, True], ids=["spark-jobs", "collected-rows"])
 def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSession, collected: bool) -> None:
     appended = [T0 + dt.timedelta(milliseconds=10 * i) for i in range(100)]  # Kafka append times, 10 ms apart
     scored = spark.createDataFrame(
-        [(i, "block" if i % 10 == 0 else "approve", at) for i, at in enumerate(appended)],
-        "transaction_id long, decision string, kafka_timestamp timestamp",
+        [
+            (i, "block" if i % 10 == 0 else "approve", at, i % 2, dt.datetime.fromtimestamp(1000 + i, dt.UTC))
+            for i, at in enumerate(appended)
+        ],
+        "transaction_id long, decision string, kafka_timestamp timestamp, kafka_partition int, tx_datetime timestamp",
     )
     transactions = spark.createDataFrame(
         [(i, i % 2, 1000 + i, False) for i in range(100)] + [(100, 0, 10, True), (101, 1, 11, True)],
@@ -31,8 +43,24 @@ def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSes
         + [(None, REJECTED_ENTITY, REJECTED)] * 4,
         "transaction_id long, entity string, status string",
     )
-    # the driver writer hands over the scored rows it collected: their counts then need no Spark job
-    stats = _batch_stats(scored, transactions, out, "customer_id", scored_rows=scored.toArrow() if collected else None)
+    if collected:
+        # the driver writer's rows: the scores it committed and the batch's dead letters (2 late, 1 duplicate and 4
+        # invalid records, one of the labels topic); the counts then need no Spark job
+        letters = [(LATE_EVENT, 0, 10), (LATE_EVENT, 1, 11), (DUPLICATE_TRANSACTION, 1, 1007)]
+        letters += [("unparseable", p, None) for p in (0, 0, 1, 0)]
+        dead_letters = pa.table(
+            {
+                "reason": [r for r, _, _ in letters],
+                "kafka_partition": pa.array([p for _, p, _ in letters], pa.int32()),
+                "event_time": pa.array(
+                    [None if s is None else dt.datetime.fromtimestamp(s, dt.UTC) for _, _, s in letters],
+                    pa.timestamp("us", "UTC"),
+                ),
+            }
+        )
+        stats = _collected_stats(scored.toArrow(), dead_letters)
+    else:
+        stats = _batch_stats(scored, transactions, out, "customer_id")
     assert stats["scored"] == 100
     assert stats["alerts"] == 10
     assert stats["late"] == 2
@@ -46,6 +74,27 @@ def test_counts_newest_event_per_partition_and_latency_quantiles(spark: SparkSes
     assert latency["p95"] in (950, 960)
     assert latency["p99"] in (990, 1000)
     assert latency["p50"] <= latency["p95"] <= latency["p99"]
+
+
+def test_late_rows_raise_the_newest_event_of_a_partition_without_scores() -> None:
+    scored = pa.table(
+        {
+            "decision": ["approve"],
+            "kafka_timestamp": pa.array([T0], pa.timestamp("us", "UTC")),
+            "kafka_partition": pa.array([0], pa.int32()),
+            "tx_datetime": pa.array([dt.datetime.fromtimestamp(500, dt.UTC)], pa.timestamp("us", "UTC")),
+        }
+    )
+    late = pa.table(
+        {
+            "reason": [LATE_EVENT],
+            "kafka_partition": pa.array([1], pa.int32()),
+            "event_time": pa.array([dt.datetime.fromtimestamp(40, dt.UTC)], pa.timestamp("us", "UTC")),
+        }
+    )
+    stats = _collected_stats(scored, late)
+    assert stats["max_ts"] == {0: 500, 1: 40}
+    assert (stats["input"], stats["late"], stats["invalid"]) == (2, 1, 0)
 
 
 def test_collected_scores_of_an_empty_batch_count_nothing(spark: SparkSession) -> None:

@@ -529,13 +529,22 @@ class BatchWriter:
                     collected = _append(
                         scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"], by=writer
                     )
-                with self._step("stats"):  # small jobs over cached rows; they decide the two steps below
-                    stats = _batch_stats(scored, transactions, out, primary, scored_rows=collected)
-                with self._step("rejected"):
-                    if stats["duplicates"] or stats["late"] or stats["invalid"]:
-                        topic = config.kafka.topics.transactions.name
-                        rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
-                        _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id, by=writer)
+                topic = config.kafka.topics.transactions.name
+                rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
+                if collected is not None:
+                    # driver writer: one job collects the batch's dead letters (mostly none), and the counts come
+                    # from them and the collected scores; no count jobs over the cached rows
+                    with self._step("rejected"):
+                        letters = rejected.toArrow()
+                        if letters.num_rows:
+                            append_rows_once(dead_letter_path(config), letters, f"{app_id}-rejected", batch_id)
+                    stats = _collected_stats(collected, letters)
+                else:
+                    with self._step("stats"):  # small jobs over cached rows; they decide the step below
+                        stats = _batch_stats(scored, transactions, out, primary)
+                    with self._step("rejected"):
+                        if stats["duplicates"] or stats["late"] or stats["invalid"]:
+                            _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id, by=writer)
                 with self._step("alerts"):
                     if stats["alerts"] and collected is not None:
                         self._send_collected_alerts(collected)
@@ -810,27 +819,18 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 _LATENCY_QUANTILES = {"p50": 0.5, "p95": 0.05, "p99": 0.01}
 
 
-def _batch_stats(
-    scored: DataFrame,
-    transactions: DataFrame,
-    out: DataFrame,
-    primary: str,
-    *,
-    scored_rows: pa.Table | None = None,
-) -> dict[str, Any]:
-    """The batch's counts from small jobs over cached rows: scored rows, their transactions, the operator's rows.
+def _batch_stats(scored: DataFrame, transactions: DataFrame, out: DataFrame, primary: str) -> dict[str, Any]:
+    """The batch's counts from small jobs over cached rows: scored rows, their transactions, the operator's rows
+    (Spark's writer; the driver writer takes them from the rows it collected, _collected_stats).
 
     `input` counts transactions (scored, late and duplicated); `invalid` counts records of either topic that
-    failed validation. `scored_rows`, the scored rows already collected to the driver, replaces their Spark job.
+    failed validation.
     """
-    if scored_rows is not None:
-        row = _arrow_scored_stats(scored_rows)
-    else:
-        row = scored.agg(
-            F.count(F.lit(1)).alias("scored"),
-            F.count(F.when(_is_alert(), 1)).alias("alerts"),
-            F.percentile_approx(F.unix_millis("kafka_timestamp"), list(_LATENCY_QUANTILES.values()), 1000).alias("t"),
-        ).first()
+    row = scored.agg(
+        F.count(F.lit(1)).alias("scored"),
+        F.count(F.when(_is_alert(), 1)).alias("alerts"),
+        F.percentile_approx(F.unix_millis("kafka_timestamp"), list(_LATENCY_QUANTILES.values()), 1000).alias("t"),
+    ).first()
     partitions = (
         transactions.groupBy("kafka_partition")
         .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_late").cast("int")).alias("late"), F.max("ts").alias("ts"))
@@ -844,13 +844,18 @@ def _batch_stats(
     return {
         "scored": int(row["scored"]),
         "alerts": int(row["alerts"]),
-        "appended": dict(zip(_LATENCY_QUANTILES, row["t"] or [None] * len(_LATENCY_QUANTILES), strict=True)),
+        "appended": _appended_quantiles(row["t"]),
         "late": sum(int(r["late"] or 0) for r in partitions),
         "duplicates": duplicates,
         "invalid": int(statuses["invalid"]),
         "input": sum(int(r["n"]) for r in partitions) + duplicates,
         "max_ts": {r["kafka_partition"]: int(r["ts"]) for r in partitions},
     }
+
+
+def _appended_quantiles(times: list[int] | None) -> dict[str, int | None]:
+    """Kafka append-time quantiles by name (None on a batch without scores)."""
+    return dict(zip(_LATENCY_QUANTILES, times or [None] * len(_LATENCY_QUANTILES), strict=True))
 
 
 def _arrow_scored_stats(rows: pa.Table) -> dict[str, Any]:
@@ -865,6 +870,40 @@ def _arrow_scored_stats(rows: pa.Table) -> dict[str, Any]:
     quantiles = pc.quantile(millis, q=list(_LATENCY_QUANTILES.values()), interpolation="lower")
     alerts = pc.sum(pc.not_equal(rows.column("decision"), "approve")).as_py()
     return {"scored": rows.num_rows, "alerts": int(alerts or 0), "t": [int(v) for v in quantiles.to_pylist()]}
+
+
+def _collected_stats(scored_rows: pa.Table, dead_letters: pa.Table) -> dict[str, Any]:
+    """_batch_stats' counts from the rows the driver writer collected: the batch's scores and its dead letters.
+
+    Dead letters are the records that failed validation (either topic), the duplicates (one per transaction) and the
+    late transactions, each with its reason; `input` counts the transactions scored, late or duplicated.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    row = _arrow_scored_stats(scored_rows)
+    reasons = dead_letters.column("reason")
+    duplicates = int(pc.sum(pc.equal(reasons, DUPLICATE_TRANSACTION)).as_py() or 0)
+    is_late = pc.equal(reasons, LATE_EVENT)
+    late = int(pc.sum(is_late).as_py() or 0)
+    max_ts: dict[int, int] = {}
+    for rows, time_column in ((scored_rows, "tx_datetime"), (dead_letters.filter(is_late), "event_time")):
+        if rows.num_rows == 0:
+            continue
+        seconds = pc.cast(pc.cast(rows.column(time_column), pa.timestamp("s", "UTC"), safe=False), pa.int64())
+        newest = pa.table({"p": rows.column("kafka_partition"), "s": seconds}).group_by("p").aggregate([("s", "max")])
+        for partition, second in zip(newest.column("p").to_pylist(), newest.column("s_max").to_pylist(), strict=True):
+            max_ts[partition] = max(second, max_ts.get(partition, second))
+    return {
+        "scored": row["scored"],
+        "alerts": row["alerts"],
+        "appended": _appended_quantiles(row["t"]),
+        "late": late,
+        "duplicates": duplicates,
+        "invalid": dead_letters.num_rows - duplicates - late,
+        "input": row["scored"] + late + duplicates,
+        "max_ts": max_ts,
+    }
 
 
 def _latencies(appended: dict[str, int | None], finished: dt.datetime) -> dict[str, int | None]:
