@@ -30,6 +30,12 @@ in three other orders and ``auc_spark_rows_shuffled`` the distributed fit's on t
 over the workers (not at 10x): hist's quantile sketch depends on the order of the rows, so these spreads are the
 noise floor of any "same AUC" comparison; ``spark_auc_within_single_node_spread`` says whether the distributed
 fit's AUC lies inside the single node's range.
+
+``exact_cuts``: the same rows with their features rounded down to at most max_bin - 1 quantile edges first
+(lakestream.training.cuts, ``training.xgboost.exact_cuts``), fitted both ways in the same rotation. Every sketch
+then finds the same cut points, so the two fits (and the shuffled orders / spreads, not at 10x) should give the
+same trees; ``spark_over_single_node_median`` compares the two exact-cut fits, ``spark_over_raw_single_node_median``
+the distributed exact-cut fit with the raw single-node one.
 Writes benchmarks/results/training.json.
 
     flock /tmp/lakestream-spark.lock .venv/bin/python benchmarks/training.py [--repeats 3] [--skip-10x]
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F  # noqa: N812
 
     from lakestream.spark import build_spark_session
+    from lakestream.training.cuts import DEFAULT_MAX_BIN, apply_cuts, cut_edges
     from lakestream.training.dataset import LABEL, read_labelled_features
     from lakestream.training.metrics import compute_auc_roc
     from lakestream.training.splits import build_time_split, select_days, select_test, select_train
@@ -137,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         rows_pd = frame.toPandas()
         collect_seconds = time.perf_counter() - started
+        started = time.perf_counter()  # the same rows with exact cuts: features rounded to <= max_bin edges
+        edges = cut_edges(frame, features, max_bin=int(settings.params.get("max_bin", DEFAULT_MAX_BIN)))
+        cut_frame = apply_cuts(frame, edges).cache()
+        cut_frame.count()
+        cut_seconds = time.perf_counter() - started
+        cut_pd = cut_frame.toPandas()
         if not warmed:  # JVM, Python workers, xgboost imports: not part of any measurement
             fit_distributed(frame.limit(20_000).repartition(2), features=features, label=LABEL, settings=settings,
                             num_workers=2)  # fmt: skip
@@ -148,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             "spark_evaluating": (fit_distributed, {"train": frame, "num_workers": 2,
                                                    "skip_metricless_evaluation": False}),
             "spark_barriers": (fit_distributed, {"train": frame, "num_workers": 2, "rendezvous": "spark"}),
+            "single_node_exact_cuts": (fit_single_node, {"train": cut_pd, "nthread": 2}),
+            "spark_exact_cuts": (fit_distributed, {"train": cut_frame, "num_workers": 2}),
         }  # fmt: skip
         seconds: dict[str, list[float]] = {variant: [] for variant in variants}
         fitted = {}
@@ -187,6 +202,20 @@ def main(argv: list[str] | None = None) -> int:
             "auc_spark": auc_of(fitted["spark"].booster, test),
         }
         entry["same_auc_3_decimals"] = round(entry["auc_single_node"], 3) == round(entry["auc_spark"], 3)
+        exact_ratios = [
+            a / b for a, b in zip(seconds["spark_exact_cuts"], seconds["single_node_exact_cuts"], strict=True)
+        ]
+        exact = {
+            "features_rounded": {name: len(values) for name, values in edges.items()},
+            "cut_seconds": round(cut_seconds, 2),
+            "single_node_seconds": round(best["single_node_exact_cuts"], 2),
+            "spark_seconds": round(best["spark_exact_cuts"], 2),
+            "spark_over_single_node_median": round(statistics.median(exact_ratios), 2),
+            "spark_over_raw_single_node_median": median_ratio["spark_exact_cuts"],
+            "auc_single_node": auc_of(fitted["single_node_exact_cuts"].booster, test),
+            "auc_spark": auc_of(fitted["spark_exact_cuts"].booster, test),
+        }
+        exact["same_auc_3_decimals"] = round(exact["auc_single_node"], 3) == round(exact["auc_spark"], 3)
         if factor != 10:  # the single node's own AUC when only the order of its rows changes (hist sketches)
             entry["auc_single_node_rows_shuffled"] = [
                 auc_of(fit_single_node(rows_pd.sample(frac=1.0, random_state=seed), features=features, label=LABEL,
@@ -202,14 +231,23 @@ def main(argv: list[str] | None = None) -> int:
             entry["spark_auc_within_single_node_spread"] = (
                 min(single_node_aucs) <= entry["auc_spark"] <= max(single_node_aucs)
             )
+            exact["auc_single_node_rows_shuffled"] = auc_of(
+                fit_single_node(cut_pd.sample(frac=1.0, random_state=1), features=features, label=LABEL,
+                                settings=settings, nthread=2).booster, test)  # fmt: skip
+            spread = cut_frame.orderBy(F.rand(1)).repartition(2)
+            fit = fit_distributed(spread, features=features, label=LABEL, settings=settings, num_workers=2)
+            exact["auc_spark_rows_shuffled"] = auc_of(fit.booster, test)
+        entry["exact_cuts"] = exact
         results["sizes"][name] = entry
         logger.info("%s: %s", name, entry)
+        cut_frame.unpersist()
         frame.unpersist()
     spark.stop()
     sizes_done = results["sizes"]
     results["goals"] = {
         "within_1_5x_at_default_size": sizes_done["prequential_1x"]["spark_over_single_node_median"] <= 1.5,
         "same_auc_everywhere": all(entry["same_auc_3_decimals"] for entry in sizes_done.values()),
+        "same_auc_everywhere_exact_cuts": all(e["exact_cuts"]["same_auc_3_decimals"] for e in sizes_done.values()),
     }
     if "prequential_10x" in sizes_done:
         results["goals"]["within_1_2x_at_10x"] = sizes_done["prequential_10x"]["spark_over_single_node_median"] <= 1.2

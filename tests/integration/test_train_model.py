@@ -96,6 +96,22 @@ def test_spark_training_with_early_stopping_and_sample_weights(
     assert 0.5 < result.metrics["auc_roc"] <= 1.0
 
 
+def test_exact_cuts_fit_the_same_model_on_one_node_and_on_spark(
+    spark: SparkSession, training_lake: TrainingLake
+) -> None:
+    base = training_lake.with_model_name("it-train-cuts")
+    xgboost = base.training.xgboost.model_copy(update={"exact_cuts": True})
+    config = base.model_copy(update={"training": base.training.model_copy(update={"xgboost": xgboost})})
+    metrics = {
+        mode: train_model(
+            spark, config, TrainingRequest(feature_set="fraud_v1", mode=mode, split=SPLIT, register=False)
+        ).metrics
+        for mode in ("single_node", "spark")
+    }
+    for name in ("auc_roc", "average_precision", "card_precision_at_100"):
+        assert metrics["spark"][name] == pytest.approx(metrics["single_node"][name], abs=1e-9), name
+
+
 def test_exact_tree_method_is_refused_by_spark_mode(spark: SparkSession, training_lake: TrainingLake) -> None:
     request = TrainingRequest(
         feature_set="fraud_v1", mode="spark", split=SPLIT, register=False, params={"tree_method": "exact"}

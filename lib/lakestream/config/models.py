@@ -331,6 +331,10 @@ class XgboostConfig(StrictModel):
     # (which polls once a second: about 1 s per sync). See lakestream.training.rendezvous.
     barrier_rendezvous: Literal["driver", "spark"] = "driver"
     nthread: int = Field(default=2, ge=1)  # single-node threads: the cores the driver really has
+    # hist fits on features rounded down to at most max_bin quantile edges of the training rows, so the cut points
+    # do not depend on the order of the rows or the number of workers: single-node and xgboost.spark fits of the
+    # same rows give the same trees (without row or column subsampling). See lakestream.training.cuts.
+    exact_cuts: bool = False
 
 
 class TuningConfig(StrictModel):

@@ -28,6 +28,7 @@ from lakestream.config.models import LakestreamConfig
 from lakestream.errors import ConfigError
 from lakestream.features.spec import FeatureSetSpec, feature_set_path, load_feature_set
 from lakestream.monitoring.reference import ReferenceProfile, log_reference_profile
+from lakestream.training.cuts import DEFAULT_MAX_BIN, apply_cuts, cut_edges
 from lakestream.training.dataset import LABEL, TableLineage, read_labelled_features
 from lakestream.training.evaluation import Evaluation, evaluate_scored
 from lakestream.training.splits import (
@@ -159,6 +160,8 @@ def fit_final_model(
     early = settings.early_stopping_rounds is not None
     if early:
         train = mark_validation_days(train, split=split, validation_days=xgb_config.validation_days)
+    if xgb_config.exact_cuts and settings.params.get("tree_method", "hist") != "exact":
+        train = with_exact_cuts(train.where(~F.col(VALIDATION)) if early else train, train, settings, features)
     if mode == "spark":
         fit_rows = train.where(~F.col(VALIDATION)) if early else train
         positives, negatives = count_labels(fit_rows)
@@ -193,6 +196,20 @@ def fit_final_model(
         valid=valid,
         pos_weight=pos_weight,
     )
+
+
+def with_exact_cuts(fit_rows: DataFrame, train: DataFrame, settings: BoosterSettings, features: list[str]) -> DataFrame:
+    """train with its features rounded to at most max_bin quantile edges of fit_rows (lakestream.training.cuts)."""
+    max_bin = int(settings.params.get("max_bin", DEFAULT_MAX_BIN))
+    edges = cut_edges(fit_rows, features, max_bin=max_bin)
+    logger.info(
+        "exact cuts: %d of %d features rounded to at most %d edges (%s)",
+        len(edges),
+        len(features),
+        max_bin - 1,
+        ", ".join(f"{name} {len(values)}" for name, values in edges.items()) or "none needed",
+    )
+    return apply_cuts(train, edges)
 
 
 def evaluate_booster(
