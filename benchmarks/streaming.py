@@ -9,10 +9,15 @@
   start to the last one's commit (``sustained``), and over the whole run including start-up.
 - ``latency``: the stream runs continuously (trigger as fast as possible) while a paced producer sends live
   transactions at fixed rates; per row, latency = batch commit time - Kafka append time of the transaction, and
-  for alerts, the alert's Kafka append time - the transaction's. The producer paces ``--latency-warmup-seconds``
-  at the same rate before the measured ``--latency-seconds``: the first micro-batches after the warm start are
-  slower (JIT, state store caches, Python workers starting; at 1,000/s 5-7 s, falling to 3-4 s over the run) and
-  dominated a 60 s window measured from a cold start. The warm-up's own percentiles are reported next to them.
+  for alerts, the alert's Kafka append time - the transaction's. The producer paces at the same rate for at least
+  ``--latency-warmup-seconds`` before the measured ``--latency-seconds``, and on until the stream has caught up
+  with its input (its last 3 micro-batches each with a median latency under 2 batch durations + 0.5 s), at most
+  ``--latency-max-warmup-seconds`` (``caught_up_after_warmup`` says which ended it: false means the rate is above
+  what the stream sustains next to the producer, and the latencies grow with the run). The first micro-batches after
+  the warm start are slower (JIT, state store caches, Python workers starting). At 5,000/s the stream runs close to
+  its capacity on this machine with the producer and the broker sharing its 2 cores: each batch takes about what
+  its input took to arrive, whatever its size, so batch sizes wander (14k-26k transactions within one minute) and
+  the percentiles depend on where they wandered. The warm-up's own percentiles are reported next to them.
 - ``writers``: the first rate's latency run again with the scores and dead letters committed by Spark's Delta
   writer (``streaming.output_writer: spark``) next to the default driver-side commit, and their ratios.
 
@@ -298,20 +303,22 @@ def give_chargebacks_a_scenario(spark, config) -> None:
     labels.update("tx_fraud_scenario IS NULL", {"tx_fraud_scenario": "1"})
 
 
-def latency(spark, config, *, rates: list[int], seconds: float, warmup_seconds: float) -> list[dict]:
+def latency(spark, config, *, rates: list[int], seconds: float, warmup: tuple[float, float]) -> list[dict]:
     """Live paced input at each rate while the stream runs; latency percentiles to commit and to alert."""
     from lakestream.io.delta import read_delta
 
     silver = read_delta(spark, config.table_path("silver", "transactions"))
     results = []
     for rate in rates:
-        result = latency_at(spark, config, silver, rate=rate, seconds=seconds, warmup_seconds=warmup_seconds)
+        result = latency_at(spark, config, silver, rate=rate, seconds=seconds, warmup=warmup)
         logger.info("latency at %d/s: %s", rate, result)
         results.append(result)
     return results
 
 
-def writer_comparison(spark, config, *, rate: int, seconds: float, warmup_seconds: float, driver: dict | None) -> dict:
+def writer_comparison(
+    spark, config, *, rate: int, seconds: float, warmup: tuple[float, float], driver: dict | None
+) -> dict:
     """The same paced run with Spark's Delta writer for the scores, next to the driver-side commit (the default).
 
     `driver` is that rate's run of this benchmark with the driver writer when there was one (else measured here).
@@ -322,7 +329,7 @@ def writer_comparison(spark, config, *, rate: int, seconds: float, warmup_second
 
     def measured_with(writer: str) -> dict:
         run = with_tables(config, output_writer=writer)
-        result = latency_at(spark, run, silver, rate=rate, seconds=seconds, warmup_seconds=warmup_seconds)
+        result = latency_at(spark, run, silver, rate=rate, seconds=seconds, warmup=warmup)
         logger.info("latency at %d/s with the %s writer: %s", rate, writer, result)
         return result
 
@@ -338,9 +345,10 @@ def writer_comparison(spark, config, *, rate: int, seconds: float, warmup_second
     return {"rate_per_s": rate, **runs, **ratios}
 
 
-def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup_seconds: float) -> dict:
-    """One paced run: the producer sends `rate` transactions/s for `warmup_seconds`, then for the measured `seconds`,
-    while the stream runs."""
+def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tuple[float, float]) -> dict:
+    """One paced run: the producer sends `rate` transactions/s for at least `warmup` [0] seconds and until the stream
+    has caught up (``caught_up``; at most `warmup` [1] seconds), then for the measured `seconds`, while the stream
+    runs."""
     from kafka import KafkaConsumer
 
     from lakestream.io.delta import read_delta
@@ -359,11 +367,12 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup_secon
         max_offsets_per_trigger=None,
         starting_offsets="latest",
     )
-    count, paced_warmup = int(rate * seconds), int(rate * warmup_seconds)
+    warmup_seconds, max_warmup_seconds = warmup[0], max(warmup)
+    count, most_warmup = int(rate * seconds), int(rate * (max_warmup_seconds + 2))  # + the 1 s between checks
     rows = (
         silver.where(silver.tx_datetime >= WARM_UNTIL)
         .orderBy("tx_datetime", "transaction_id")
-        .limit(WARMUP_EVENTS + paced_warmup + count)
+        .limit(WARMUP_EVENTS + most_warmup + count)
     )
     payloads = [
         (
@@ -399,7 +408,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup_secon
 
     warmup, paced = payloads[:WARMUP_EVENTS], payloads[WARMUP_EVENTS:]
     warmup_ids = {int(key) for key, _ in warmup}
-    paced_warmup_ids = {int(key) for key, _ in paced[:paced_warmup]}
+    boundary = {"measured_from": None, "steady": False}  # index of paced's first measured event, set by produce()
 
     def produce() -> None:
         # a few events first: the stream's first micro-batch also loads the bootstrap state (tens of seconds);
@@ -417,10 +426,21 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup_secon
             time.sleep(1)
         time.sleep(5)
         begin = time.perf_counter()
+        checked = begin
         for i, (key, payload) in enumerate(paced):
             delay = begin + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            now = time.perf_counter()
+            if boundary["measured_from"] is None and now - begin >= warmup_seconds and now - checked >= 1:
+                checked = now
+                boundary["steady"] = caught_up(run)
+                if boundary["steady"] or now - begin >= max_warmup_seconds:
+                    boundary["measured_from"] = i
+                    logger.info("latency at %d/s: measuring after %.0f s of warm-up (caught up: %s)", rate,
+                                now - begin, boundary["steady"])  # fmt: skip
+            if boundary["measured_from"] is not None and i >= boundary["measured_from"] + count:
+                break
             producer.send(run.kafka.topics.transactions.name, value=payload, key=key)
         producer.flush()
         time.sleep(20)
@@ -437,12 +457,34 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup_secon
     scores = read_delta(spark, scores_path(run)).select("transaction_id", "kafka_timestamp", "batch_id").toPandas()
     scores = scores[~scores["transaction_id"].isin(warmup_ids)]
     metrics = read_delta(spark, metrics_path(run)).select("batch_id", "finished_at").toPandas()
-    in_warmup = scores["transaction_id"].isin(paced_warmup_ids)
-    result = {"rate_per_s": rate, "paced_warmup_s": warmup_seconds, "sent": count}
-    result.update(_latencies(scores[~in_warmup], metrics, alerts_seen))
-    if paced_warmup:
-        result["warmup"] = _latencies(scores[in_warmup], metrics, alerts_seen)
+    start = boundary["measured_from"]
+    if start is None:
+        raise RuntimeError(f"latency at {rate}/s: the producer stopped before the measured events were sent")
+    in_warmup = scores["transaction_id"].isin({int(key) for key, _ in paced[:start]})
+    measured = scores["transaction_id"].isin({int(key) for key, _ in paced[start : start + count]})
+    result = {
+        "rate_per_s": rate,
+        "paced_warmup_s": round(start / rate, 1),
+        "caught_up_after_warmup": boundary["steady"],
+        "sent": count,
+    }
+    result.update(_latencies(scores[measured], metrics, alerts_seen))
+    result["warmup"] = _latencies(scores[in_warmup], metrics, alerts_seen)
     return result
+
+
+def caught_up(run, batches: int = 3) -> bool:
+    """Whether the stream keeps up with its input: in each of its last `batches` committed micro-batches the median
+    event waited at most about one batch before its own batch started (p50 to the commit <= 2 x the batch's
+    duration + 0.5 s). A stream still draining a backlog has events that waited several batches."""
+    from lakestream.io.delta import read_delta_arrow
+    from lakestream.streaming.pipeline import metrics_path
+
+    table = read_delta_arrow(metrics_path(run), columns=["batch_id", "duration_ms", "latency_p50_ms"])
+    if table is None or table.num_rows < batches + 1:  # the first batch (bootstrap) does not count
+        return False
+    last = table.to_pandas().sort_values("batch_id").tail(batches)
+    return bool((last["latency_p50_ms"] <= 2 * last["duration_ms"] + 500).all())
 
 
 def _latencies(scores, metrics, alerts_seen: dict[int, int]) -> dict:
@@ -471,7 +513,13 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-warmup-seconds",
         type=float,
         default=30.0,
-        help="paced seconds at the same rate before the measured ones, reported apart (default 30)",
+        help="least paced seconds at the same rate before the measured ones, reported apart (default 30)",
+    )
+    parser.add_argument(
+        "--latency-max-warmup-seconds",
+        type=float,
+        default=150.0,
+        help="longest warm-up: measure from then even if the stream has not caught up (default 150)",
     )
     parser.add_argument("--kafka-records", type=int, default=2_000_000)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: kafka,throughput,latency,writers")
@@ -497,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     skip = set(filter(None, args.skip.split(",")))
+    warmup = (args.latency_warmup_seconds, args.latency_max_warmup_seconds)
     result: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -515,9 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info("throughput: %s", result["throughput"])
             if "latency" not in skip:
                 rates = [int(r) for r in args.rates.split(",") if r]
-                result["latency"] = latency(
-                    spark, config, rates=rates, seconds=args.latency_seconds, warmup_seconds=args.latency_warmup_seconds
-                )
+                result["latency"] = latency(spark, config, rates=rates, seconds=args.latency_seconds, warmup=warmup)
             if "writers" not in skip:  # scores committed from the driver vs by Spark's Delta writer, one run
                 rate = int(args.rates.split(",")[0])
                 runs = result.get("latency", []) if config.streaming.output_writer == "driver" else []
@@ -527,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                     config,
                     rate=rate,
                     seconds=args.latency_seconds,
-                    warmup_seconds=args.latency_warmup_seconds,
+                    warmup=warmup,
                     driver=driver,
                 )
         finally:
