@@ -18,7 +18,6 @@ rounded ones (``tests/unit/test_exact_cuts.py``); values below the first edge go
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -108,28 +107,35 @@ def _summaries(batches: Iterator[pa.RecordBatch], *, names: list[str], few: int)
 def apply_cuts(frame: DataFrame, edges: dict[str, list[float]]) -> DataFrame:
     """Each feature of edges rounded down to its nearest edge (below the first: the first), as float.
 
-    Null and NaN stay as they are (XGBoost's missing value). The search is Spark ML's Bucketizer (a binary search
-    in the JVM); the bucket's edge is then looked up in a literal array.
+    Null and NaN stay as they are (XGBoost's missing value). A binary search per value in NumPy (``mapInArrow``):
+    as Spark expressions, the lookup of a bucket's edge in a literal array cost 10 s at 920k rows with 4,096 bins.
     """
     if not edges:
         return frame
-    from pyspark.ml.feature import Bucketizer
+    from pyspark.sql import types as T  # noqa: N812
 
-    names = list(edges)
-    buckets = [f"__bucket_{i}" for i in range(len(names))]
-    bucketizer = Bucketizer(
-        splitsArray=[[-math.inf, *edges[name][1:], math.inf] for name in names],
-        inputCols=names,
-        outputCols=buckets,
-        handleInvalid="keep",  # NaN and null go to an extra bucket, which the guard below never looks up
+    typed = frame.withColumns({name: F.col(name).cast("float") for name in edges})
+    schema = T.StructType(
+        [T.StructField(f.name, f.dataType, nullable=True) if f.name in edges else f for f in typed.schema.fields]
     )
-    typed = frame.withColumns({name: F.col(name).cast("float") for name in names})
-    bucketed = bucketizer.transform(typed)
-    rounded = {}
-    for name, bucket in zip(names, buckets, strict=True):
-        lookup = F.array(*[F.lit(edge) for edge in edges[name]])
-        value = F.col(name)
-        rounded[name] = F.when(value.isNull() | F.isnan(value), value).otherwise(
-            F.element_at(lookup, F.col(bucket).cast("int") + 1).cast("float")
-        )
-    return bucketed.withColumns(rounded).drop(*buckets)
+    return typed.mapInArrow(functools.partial(_rounded, edges=edges), schema)
+
+
+def _rounded(batches: Iterator[pa.RecordBatch], *, edges: dict[str, list[float]]) -> Iterator[pa.RecordBatch]:
+    """Arrow batches with the columns of edges rounded down to their nearest edge (nulls and NaN kept)."""
+    import numpy as np
+    import pyarrow as pa
+
+    lookup = {name: np.asarray(values, dtype=np.float32) for name, values in edges.items()}
+    for batch in batches:
+        columns = []
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            if name not in lookup:
+                columns.append(column)
+                continue
+            values = lookup[name]
+            x = column.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN, masked again below
+            index = np.clip(np.searchsorted(values, x, side="right") - 1, 0, len(values) - 1)
+            rounded = np.where(np.isnan(x), x, values[index])
+            columns.append(pa.array(rounded, type=pa.float32(), mask=column.is_null().to_numpy(zero_copy_only=False)))
+        yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
