@@ -6,9 +6,9 @@ the same rows in another order or on another number of workers give other cut po
 fraud data, AUCs up to 0.04 apart (benchmarks/results/training.json).
 
 A feature with at most ``max_bin`` distinct values is bucketed exactly, one value per bucket, by every sketch. So
-this module rounds each feature with more distinct values *down* to the nearest of at most ``max_bin - 1`` edges
-(quantiles of the training rows, computed once, in one Spark job). Every fit of those rows then has the same cut points,
-whatever the order of the rows or the number of workers, and fits the same trees.
+this module rounds each feature with more than ``max_bin - 1`` distinct values *down* to the nearest of at most
+``max_bin - 1`` edges (quantiles of the training rows, found in one Spark pass). Every fit of those rows then has
+the same cut points, whatever the order of the rows or the number of workers, and fits the same trees.
 
 The model needs no rounding at scoring time. Its split conditions are ``x < c`` with c one of the edges, and
 rounding down to the nearest edge never moves a value across an edge. So raw features get the same scores as
@@ -69,9 +69,10 @@ def cut_edges(frame: DataFrame, features: Sequence[str], *, max_bin: int = DEFAU
         order = np.argsort(values, kind="stable")
         cumulative = np.cumsum(np.concatenate(weights[name])[order])
         targets = np.linspace(0.0, cumulative[-1], few)
-        picked = values[order][np.minimum(np.searchsorted(cumulative, targets, side="left"), len(values) - 1)]
-        edges[name] = sorted({float(v) for v in picked})
-    return {name: values for name, values in edges.items() if len(values) > 1}
+        picked = sorted({float(v) for v in values[order][np.searchsorted(cumulative, targets, side="left")]})
+        if len(picked) > 1:
+            edges[name] = picked
+    return edges
 
 
 SUMMARY_DDL = "feature STRING, rows BIGINT, distinct BINARY, points BINARY"

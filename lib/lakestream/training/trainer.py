@@ -161,7 +161,7 @@ def fit_final_model(
     if early:
         train = mark_validation_days(train, split=split, validation_days=xgb_config.validation_days)
     if xgb_config.exact_cuts and settings.params.get("tree_method", "hist") != "exact":
-        train = with_exact_cuts(train.where(~F.col(VALIDATION)) if early else train, train, settings, features)
+        train = with_exact_cuts(train, settings, features, validation_column=VALIDATION if early else None)
     if mode == "spark":
         fit_rows = train.where(~F.col(VALIDATION)) if early else train
         positives, negatives = count_labels(fit_rows)
@@ -198,9 +198,13 @@ def fit_final_model(
     )
 
 
-def with_exact_cuts(fit_rows: DataFrame, train: DataFrame, settings: BoosterSettings, features: list[str]) -> DataFrame:
-    """train with its features rounded to at most max_bin quantile edges of fit_rows (lakestream.training.cuts)."""
+def with_exact_cuts(
+    train: DataFrame, settings: BoosterSettings, features: list[str], *, validation_column: str | None
+) -> DataFrame:
+    """train with its features rounded to at most max_bin quantile edges (lakestream.training.cuts) of its fit rows:
+    those not flagged by validation_column, when there is one."""
     max_bin = int(settings.params.get("max_bin", DEFAULT_MAX_BIN))
+    fit_rows = train.where(~F.col(validation_column)) if validation_column else train
     edges = cut_edges(fit_rows, features, max_bin=max_bin)
     logger.info(
         "exact cuts: %d of %d features rounded to at most %d edges (%s)",
