@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one booster parameter, e.g. --param max_depth=3 (repeatable; values parsed as YAML)",
     )
+    parser.add_argument(
+        "--raw-features",
+        action="store_true",
+        help="fit on the features as they are, without rounding them to max_bin quantile edges first "
+        "(training.xgboost.exact_cuts false): xgboost's sketch then depends on how the rows are spread",
+    )
     parser.add_argument("--no-register", action="store_true", help="log the model but do not register it")
     parser.add_argument("--run-name", help="MLflow run name")
     parser.add_argument("--env", help="configuration environment (default $LAKESTREAM_ENV or local)")
@@ -88,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(args.log_level)
     try:
-        config = load_config(args.env)
+        config = load_config(args.env, overrides={"training.xgboost.exact_cuts": False} if args.raw_features else None)
         defaults = config.training.split
         train_start = args.train_start or defaults.train_start
         train_days = (args.train_end - train_start).days + 1 if args.train_end else args.train_days

@@ -79,7 +79,8 @@ def test_spark_training_with_early_stopping_and_sample_weights(
     training = base.training.model_copy(
         update={
             "xgboost": base.training.xgboost.model_copy(
-                update={"early_stopping_rounds": 3, "validation_days": 2, "num_boost_round": 200}
+                # raw features (exact cuts off): the sketch of each worker's own rows
+                update={"early_stopping_rounds": 3, "validation_days": 2, "num_boost_round": 200, "exact_cuts": False}
             ),
             "imbalance": base.training.imbalance.model_copy(update={"strategy": "sample_weight", "pos_weight": "sqrt"}),
         }
@@ -91,6 +92,7 @@ def test_spark_training_with_early_stopping_and_sample_weights(
     assert result.registered_version is None
     assert result.rounds < 200  # stopped early on the last 2 train days
     params = MlflowClient().get_run(result.run_id).data.params
+    assert params["exact_cuts"] == "False"
     assert int(params["best_iteration"]) + 1 == result.rounds
     assert params["imbalance.strategy"] == "sample_weight"
     assert 0.5 < result.metrics["auc_roc"] <= 1.0
@@ -99,17 +101,17 @@ def test_spark_training_with_early_stopping_and_sample_weights(
 def test_exact_cuts_fit_the_same_model_on_one_node_and_on_spark(
     spark: SparkSession, training_lake: TrainingLake
 ) -> None:
-    base = training_lake.with_model_name("it-train-cuts")
-    xgboost = base.training.xgboost.model_copy(update={"exact_cuts": True})
-    config = base.model_copy(update={"training": base.training.model_copy(update={"xgboost": xgboost})})
-    metrics = {
+    config = training_lake.with_model_name("it-train-cuts")
+    assert config.training.xgboost.exact_cuts  # the default
+    results = {
         mode: train_model(
             spark, config, TrainingRequest(feature_set="fraud_v1", mode=mode, split=SPLIT, register=False)
-        ).metrics
+        )
         for mode in ("single_node", "spark")
     }
     for name in ("auc_roc", "average_precision", "card_precision_at_100"):
-        assert metrics["spark"][name] == pytest.approx(metrics["single_node"][name], abs=1e-9), name
+        assert results["spark"].metrics[name] == pytest.approx(results["single_node"].metrics[name], abs=1e-9), name
+    assert MlflowClient().get_run(results["spark"].run_id).data.params["exact_cuts"] == "True"
 
 
 def test_exact_tree_method_is_refused_by_spark_mode(spark: SparkSession, training_lake: TrainingLake) -> None:
@@ -150,9 +152,9 @@ def test_tuning_tracks_every_trial_as_a_nested_run(spark: SparkSession, training
 
 def test_train_job_runs_through_spark_submit(training_lake: TrainingLake) -> None:
     env = training_lake.environ(**{"mlflow.registered_model": "it-train-submit"})
-    command = [sys.executable, "-m", "lakestream.cli", "submit", "jobs/train_model.py"]
+    command = [sys.executable, "-m", "lakestream.cli", "submit", "jobs/train_model.py", "--feature-set", "fraud_v1"]
     completed = subprocess.run(
-        [*command, "--feature-set", "fraud_v1", "--mode", "single-node-exact", "--param", "max_depth=3"],
+        [*command, "--mode", "single-node-exact", "--param", "max_depth=3", "--raw-features"],
         cwd=training_lake.config.home,
         env=env,
         capture_output=True,
@@ -166,6 +168,8 @@ def test_train_job_runs_through_spark_submit(training_lake: TrainingLake) -> Non
     assert summary["split"]["train_start"] == "2018-05-01"
     assert summary["registered_version"] == "1"
     assert set(summary["test"]) >= {"auc_roc", "average_precision", "card_precision_at_100"}
+    resolved = json.loads(mlflow.artifacts.load_text(f"runs:/{summary['run_id']}/config/resolved_config.json"))
+    assert resolved["training"]["xgboost"]["exact_cuts"] is False  # --raw-features
 
     failed = subprocess.run(
         [sys.executable, "jobs/train_model.py", "--feature-set", "no_such_set"],

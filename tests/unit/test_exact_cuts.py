@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from lakestream.training.cuts import apply_cuts, cut_edges
+from lakestream.training.cuts import _summaries, apply_cuts, cut_edges
 from lakestream.training.xgb import BoosterSettings, fit_distributed, fit_single_node, predict_scores
 
 
@@ -44,6 +44,16 @@ def test_edges_bound_the_distinct_values_and_leave_few_valued_features_alone(spa
     assert rounded["count"].equals(frame.toPandas()["count"])
     with pytest.raises(ValueError, match="max_bin >= 3"):
         cut_edges(frame, ["amount"], max_bin=2)
+
+
+def test_a_partition_is_summarised_in_blocks_of_bounded_rows() -> None:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    batches = [pa.RecordBatch.from_pydict({"x": rng.normal(size=n).astype(np.float32)}) for n in (400, 400, 400, 50)]
+    blocks = list(_summaries(iter(batches), names=["x"], few=10, block_rows=700))
+    assert [block.column("rows").to_pylist() for block in blocks] == [[800], [450]]  # a block ends once >= 700
+    assert list(_summaries(iter([]), names=["x"], few=10)) == []
 
 
 def test_a_model_fitted_on_rounded_features_scores_raw_features_the_same(spark: SparkSession) -> None:

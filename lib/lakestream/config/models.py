@@ -334,7 +334,7 @@ class XgboostConfig(StrictModel):
     # hist fits on features rounded down to at most max_bin quantile edges of the training rows, so the cut points
     # do not depend on the order of the rows or the number of workers: single-node and xgboost.spark fits of the
     # same rows give the same trees (without row or column subsampling). See lakestream.training.cuts.
-    exact_cuts: bool = False
+    exact_cuts: bool = True
 
 
 class TuningConfig(StrictModel):

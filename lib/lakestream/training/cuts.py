@@ -28,16 +28,17 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 DEFAULT_MAX_BIN = 256  # XGBoost's default
-SUMMARY_POINTS = 4096  # order statistics per partition and feature: an edge's rank is within 1/4096 of its quantile
+SUMMARY_POINTS = 4096  # order statistics per block and feature: an edge's rank is within 1/4096 of its quantile
+SUMMARY_BLOCK_ROWS = 1 << 21  # rows summarised at once by a task (a block of float32 features: 8 MB per feature)
 
 
 def cut_edges(frame: DataFrame, features: Sequence[str], *, max_bin: int = DEFAULT_MAX_BIN) -> dict[str, list[float]]:
     """Per feature that needs rounding, its sorted edges (at most max_bin - 1 float32 values from the data).
 
-    One Spark job reads the rows once: each partition sends, per feature, its distinct values when it has at most
-    max_bin - 1 of them, and ``SUMMARY_POINTS`` evenly spaced order statistics. A feature whose partitions all had
-    few values, and that has at most max_bin - 1 of them in all, is exact already and is left out; the others get
-    the weighted quantiles of the partitions' order statistics as edges.
+    One Spark job reads the rows once: each block of up to ``SUMMARY_BLOCK_ROWS`` rows of a partition sends, per
+    feature, its distinct values when it has at most max_bin - 1 of them, and ``SUMMARY_POINTS`` evenly spaced
+    order statistics. A feature whose blocks all had few values, and that has at most max_bin - 1 of them in all, is
+    exact already and is left out; the others get the weighted quantiles of the blocks' order statistics as edges.
     """
     import numpy as np
 
@@ -78,16 +79,32 @@ def cut_edges(frame: DataFrame, features: Sequence[str], *, max_bin: int = DEFAU
 SUMMARY_DDL = "feature STRING, rows BIGINT, distinct BINARY, points BINARY"
 
 
-def _summaries(batches: Iterator[pa.RecordBatch], *, names: list[str], few: int) -> Iterator[pa.RecordBatch]:
-    """One partition's rows -> per feature: row count, distinct values (if at most `few`), order statistics."""
+def _summaries(
+    batches: Iterator[pa.RecordBatch], *, names: list[str], few: int, block_rows: int = SUMMARY_BLOCK_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """A partition's rows, a block of at least block_rows rows at a time (the last block: what is left) -> per
+    block and feature: row count, distinct values (if at most `few`), order statistics. The driver weighs each
+    block's statistics by its rows, so blocks bound a task's memory without changing what the edges estimate."""
+    block: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        block.append(batch)
+        rows += batch.num_rows
+        if rows >= block_rows:
+            yield _block_summary(block, names=names, few=few)
+            block, rows = [], 0
+    if rows:
+        yield _block_summary(block, names=names, few=few)
+
+
+def _block_summary(block: list[pa.RecordBatch], *, names: list[str], few: int) -> pa.RecordBatch:
     import numpy as np
     import pyarrow as pa
 
-    collected = list(batches)
     out: dict[str, list] = {"feature": [], "rows": [], "distinct": [], "points": []}
     for name in names:
-        chunks = [batch.column(name).to_numpy(zero_copy_only=False) for batch in collected]
-        values = np.concatenate(chunks).astype(np.float32) if chunks else np.empty(0, np.float32)
+        chunks = [batch.column(name).to_numpy(zero_copy_only=False) for batch in block]
+        values = np.concatenate(chunks).astype(np.float32)
         values = np.sort(values[~np.isnan(values)])  # nulls arrive as NaN
         if not values.size:
             continue
@@ -97,7 +114,7 @@ def _summaries(batches: Iterator[pa.RecordBatch], *, names: list[str], few: int)
         out["rows"].append(int(values.size))
         out["distinct"].append(unique.tobytes() if unique.size <= few else None)
         out["points"].append(values[picks].tobytes())
-    yield pa.RecordBatch.from_pydict(
+    return pa.RecordBatch.from_pydict(
         out,
         schema=pa.schema(
             [("feature", pa.string()), ("rows", pa.int64()), ("distinct", pa.binary()), ("points", pa.binary())]

@@ -160,7 +160,7 @@ def fit_final_model(
     early = settings.early_stopping_rounds is not None
     if early:
         train = mark_validation_days(train, split=split, validation_days=xgb_config.validation_days)
-    if xgb_config.exact_cuts and settings.params.get("tree_method", "hist") != "exact":
+    if uses_exact_cuts(config, settings):
         train = with_exact_cuts(train, settings, features, validation_column=VALIDATION if early else None)
     if mode == "spark":
         fit_rows = train.where(~F.col(VALIDATION)) if early else train
@@ -196,6 +196,11 @@ def fit_final_model(
         valid=valid,
         pos_weight=pos_weight,
     )
+
+
+def uses_exact_cuts(config: LakestreamConfig, settings: BoosterSettings) -> bool:
+    """Whether the final fit rounds its features first: training.xgboost.exact_cuts, for the hist tree method."""
+    return config.training.xgboost.exact_cuts and settings.params.get("tree_method", "hist") != "exact"
 
 
 def with_exact_cuts(
@@ -513,6 +518,7 @@ def _log_lineage(
             "imbalance.pos_weight": config.training.imbalance.pos_weight,
             "num_boost_round": settings.num_boost_round,
             "early_stopping_rounds": settings.early_stopping_rounds,
+            "exact_cuts": uses_exact_cuts(config, settings),
             **{f"xgb.{key}": value for key, value in settings.params.items()},
         }
     )
