@@ -508,6 +508,7 @@ class BatchWriter:
         config = self.config
         app_id, writer = config.streaming.query_name, config.streaming.output_writer
         primary = self.plan.entities[0]
+        plan_started = time.perf_counter()  # building the batch's DataFrames (eager analysis on the driver)
         transactions = combine_entities(out.where(F.col("status") == OK), self.plan)
         if self.high_water is None:
             self.high_water = _committed_high_water(out.sparkSession, config, before_batch=batch_id)
@@ -524,11 +525,17 @@ class BatchWriter:
             scored = score_transactions(
                 on_time, spec=self.spec, model=model, config=config, batch_id=batch_id
             ).persist()
+            self.steps["plan"] = round((time.perf_counter() - plan_started) * 1000)
             try:
-                with self._step("scores"):
-                    collected = _append(
-                        scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"], by=writer
-                    )
+                collected = None
+                if writer == "driver":  # the scoring job, then the commit from the driver
+                    with self._step("scores"):
+                        collected = scored.toArrow()
+                    with self._step("commit"):
+                        append_rows_once(scores_path(config), collected, app_id, batch_id, partition_by=["tx_date"])
+                else:
+                    with self._step("scores"):
+                        _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
                 topic = config.kafka.topics.transactions.name
                 rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
                 if collected is not None:
@@ -544,7 +551,7 @@ class BatchWriter:
                         stats = _batch_stats(scored, transactions, out, primary)
                     with self._step("rejected"):
                         if stats["duplicates"] or stats["late"] or stats["invalid"]:
-                            _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id, by=writer)
+                            _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
                 with self._step("alerts"):
                     if stats["alerts"] and collected is not None:
                         self._send_collected_alerts(collected)
@@ -946,24 +953,9 @@ def _late(high_water: dict[int, int], lateness: int, *, skew: int | None = None)
     return late
 
 
-def _append(
-    frame: DataFrame,
-    path: Path,
-    app_id: str,
-    batch_id: int,
-    *,
-    partition_by: Sequence[str] = (),
-    by: str = "driver",
-) -> pa.Table | None:
-    """Idempotent append: a (txnAppId, txnVersion) already committed is skipped, by either writer.
-
-    by="driver": the rows are collected as Arrow and committed with the deltalake package (one Spark job, the
-    collect, and no JVM commit), and returned; by="spark": Spark's Delta writer (returns None).
-    """
-    if by == "driver":
-        rows = frame.toArrow()
-        append_rows_once(path, rows, app_id, batch_id, partition_by=partition_by)
-        return rows
+def _append(frame: DataFrame, path: Path, app_id: str, batch_id: int, *, partition_by: Sequence[str] = ()) -> None:
+    """Idempotent append with Spark's Delta writer: a (txnAppId, txnVersion) already committed is skipped, as
+    append_rows_once (the driver writer) skips it."""
     writer = (
         frame.write.format("delta")
         .mode("append")
