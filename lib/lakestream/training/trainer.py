@@ -160,11 +160,11 @@ def fit_final_model(
     early = settings.early_stopping_rounds is not None
     if early:
         train = mark_validation_days(train, split=split, validation_days=xgb_config.validation_days)
+    if mode == "spark":  # counted before the cuts: they change no label, and counting cut rows would round them
+        positives, negatives = count_labels(train.where(~F.col(VALIDATION)) if early else train)
     if uses_exact_cuts(config, settings):
         train = with_exact_cuts(train, settings, features, validation_column=VALIDATION if early else None)
     if mode == "spark":
-        fit_rows = train.where(~F.col(VALIDATION)) if early else train
-        positives, negatives = count_labels(fit_rows)
         settings, pos_weight = apply_imbalance(
             settings, config.training.imbalance, positives=positives, negatives=negatives
         )
