@@ -25,6 +25,7 @@ from lakestream.errors import DataError
 from lakestream.io.delta import is_delta_table, read_delta, write_delta
 
 if TYPE_CHECKING:
+    import numpy as np
     from pyspark.sql import DataFrame, SparkSession
 
     from lakestream.registry.models import LoadedModel
@@ -102,12 +103,20 @@ def score_with_booster(
                 _BOOSTERS.clear()  # keep only the version in use
                 _BOOSTERS[cache_key] = booster
         for batch in batches:  # the struct's fields, in the model's feature order
-            values = batch.to_numpy(dtype=np.float32)
-            yield pd.Series(np.asarray(booster.inplace_predict(values, validate_features=False), dtype=float))
+            values = batch.to_numpy(dtype=np.float32)  # nulls become NaN: missing to XGBoost
+            yield pd.Series(predict_matrix(booster, values))
 
     # only the model's inputs go to Python and only the score comes back; the other columns stay in the JVM
     udf = F.pandas_udf(predict, DoubleType())  # type: ignore[call-overload]
     return frame.withColumn(score_column, udf(F.struct(*[F.col(name) for name in names])))
+
+
+def predict_matrix(booster: object, matrix: np.ndarray) -> np.ndarray:
+    """Fraud probabilities (float64) of a float32 matrix of the model's inputs in its feature order, NaN missing:
+    the scoring UDF's and the stream driver's (lakestream.streaming.collected) one prediction."""
+    import numpy as np
+
+    return np.asarray(booster.inplace_predict(matrix, validate_features=False), dtype=float)  # type: ignore[attr-defined]
 
 
 def assign_decisions(scored: DataFrame, *, scoring: ScoringConfig, score_column: str = SCORE) -> DataFrame:

@@ -57,12 +57,18 @@ if TYPE_CHECKING:
     from lakestream.config.models import LakestreamConfig
     from lakestream.features.spec import FeatureSetSpec
     from lakestream.registry.models import LoadedModel
+    from lakestream.streaming.collected import OutputSchemas
 
 logger = logging.getLogger(__name__)
 
 OVERSIZED_MESSAGE = "oversized_message"
 LATE_EVENT = "late_event"
 DUPLICATE_TRANSACTION = rules.DUPLICATE_TRANSACTION_ID
+DUPLICATE_DETAIL = "transaction id already scored"
+LATE_DETAIL = (
+    "event time older than its partition's newest scored event minus the allowed lateness (or than the newest of"
+    " any partition minus the lateness and streaming.max_partition_skew_seconds)"
+)
 BOOTSTRAP_FOLDER = "bootstrap"  # under the query's checkpoint: the warm-start rows until the first commit
 
 
@@ -488,80 +494,129 @@ class BatchWriter:
     batches: int = 0
     steps: dict[str, int] = field(default_factory=dict)  # ms per step of the current batch
     producer: KafkaProducer | None = None  # alerts from the driver (built on the first batch with alerts)
+    schemas: OutputSchemas | None = None  # the driver writer's output types (from the Spark path's plans)
 
     def __call__(self, out: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (re-runs of a batch id write nothing twice)."""
         started = dt.datetime.now(dt.UTC)
         model = self.models.current()
-        out = out.persist()
         self.steps = {}
+        if self.config.streaming.output_writer == "driver":
+            with self._step("features"):  # runs the stateful operator once; the rest of the batch is on the driver
+                rows = out.toArrow()
+            if rows.num_rows:
+                self._write_collected(out.sparkSession, rows, batch_id, model, started)
+            return
+        with self._step("features"):  # runs the stateful operator once; the steps below read its rows
+            checkpointed = out.localCheckpoint(eager=True)
         try:
-            with self._step("features"):
-                empty = out.isEmpty()  # runs the stateful operator once; the steps below read the cached rows
-            if empty:
-                return
-            self._write(out, batch_id, model, started)
+            if not checkpointed.isEmpty():
+                self._write(checkpointed, batch_id, model, started)
         finally:
-            out.unpersist()
+            release_checkpoint(checkpointed)
 
     def _write(self, out: DataFrame, batch_id: int, model: LoadedModel, started: dt.datetime) -> None:
-        config = self.config
-        app_id, writer = config.streaming.query_name, config.streaming.output_writer
-        primary = self.plan.entities[0]
+        """Spark's writer: the batch's DataFrames, appended by Spark jobs over cached rows."""
         plan_started = time.perf_counter()  # building the batch's DataFrames (eager analysis on the driver)
-        transactions = combine_entities(out.where(F.col("status") == OK), self.plan)
         if self.high_water is None:
-            self.high_water = _committed_high_water(out.sparkSession, config, before_batch=batch_id)
-        transactions = transactions.withColumn(
+            self.high_water = _committed_high_water(out.sparkSession, self.config, before_batch=batch_id)
+        transactions, scored, rejected = self._frames(out, batch_id, model)
+        stats = self._commit_with_spark(
+            out, transactions, scored, rejected, batch_id=batch_id, plan_started=plan_started
+        )
+        self._finish(stats, batch_id, model, started)
+
+    def _frames(self, out: DataFrame, batch_id: int, model: LoadedModel) -> tuple[DataFrame, DataFrame, DataFrame]:
+        """The operator rows -> (transactions with their `_late` flag, scored rows, dead letters) as DataFrames."""
+        config = self.config
+        transactions = combine_entities(out.where(F.col("status") == OK), self.plan).withColumn(
             "_late",
             _late(
-                self.high_water,
+                self.high_water or {},
                 config.streaming.allowed_lateness_seconds,
                 skew=config.streaming.max_partition_skew_seconds,
             ),
-        ).persist()
-        try:
-            on_time = transactions.where(~F.col("_late")).drop("_late")
-            scored = score_transactions(
-                on_time, spec=self.spec, model=model, config=config, batch_id=batch_id
-            ).persist()
-            self.steps["plan"] = round((time.perf_counter() - plan_started) * 1000)
-            try:
-                collected = None
-                if writer == "driver":  # the scoring job, then the commit from the driver
-                    with self._step("scores"):
-                        collected = scored.toArrow()
-                    with self._step("commit"):
-                        append_rows_once(scores_path(config), collected, app_id, batch_id, partition_by=["tx_date"])
-                else:
-                    with self._step("scores"):
-                        _append(scored, scores_path(config), app_id, batch_id, partition_by=["tx_date"])
-                topic = config.kafka.topics.transactions.name
-                rejected = _rejected_rows(out, transactions, primary=primary, query=app_id, topic=topic)
-                if collected is not None:
-                    # driver writer: one job collects the batch's dead letters (mostly none), and the counts come
-                    # from them and the collected scores; no count jobs over the cached rows
-                    with self._step("rejected"):
-                        letters = rejected.toArrow()
-                        if letters.num_rows:
-                            append_rows_once(dead_letter_path(config), letters, f"{app_id}-rejected", batch_id)
-                    stats = _collected_stats(collected, letters)
-                else:
-                    with self._step("stats"):  # small jobs over cached rows; they decide the step below
-                        stats = _batch_stats(scored, transactions, out, primary)
-                    with self._step("rejected"):
-                        if stats["duplicates"] or stats["late"] or stats["invalid"]:
-                            _append(rejected, dead_letter_path(config), f"{app_id}-rejected", batch_id)
-                with self._step("alerts"):
-                    if stats["alerts"] and collected is not None:
-                        self._send_collected_alerts(collected)
-                    elif stats["alerts"]:
-                        send_alerts(scored, config)
-                finished = dt.datetime.now(dt.UTC)
-            finally:
-                scored.unpersist()
-        finally:
-            transactions.unpersist()
+        )
+        on_time = transactions.where(~F.col("_late")).drop("_late")
+        scored = score_transactions(on_time, spec=self.spec, model=model, config=config, batch_id=batch_id)
+        rejected = rejected_rows(
+            out,
+            transactions,
+            primary=self.plan.entities[0],
+            query=config.streaming.query_name,
+            topic=config.kafka.topics.transactions.name,
+        )
+        return transactions, scored, rejected
+
+    def _write_collected(
+        self, spark: SparkSession, rows: pa.Table, batch_id: int, model: LoadedModel, started: dt.datetime
+    ) -> None:
+        """The driver writer: the collected operator rows scored and split in Arrow (lakestream.streaming.collected),
+        the scores and dead letters committed from the driver, the alerts sent by the driver's producer."""
+        from lakestream.streaming import collected as arrow
+
+        config, query = self.config, self.config.streaming.query_name
+        if self.high_water is None:
+            self.high_water = _committed_high_water(spark, config, before_batch=batch_id)
+        if self.schemas is None:  # the Spark path's output types, planned once on empty rows
+            self.schemas = self._output_schemas(spark, model)
+        with self._step("score"):
+            now = dt.datetime.now(dt.UTC)
+            transactions = arrow.combine(rows, self.plan, ok=OK)
+            late = arrow.late_mask(
+                transactions,
+                self.high_water,
+                config.streaming.allowed_lateness_seconds,
+                skew=config.streaming.max_partition_skew_seconds,
+            )
+            scored = arrow.scores(
+                transactions.filter(~late),
+                spec=self.spec,
+                model=model,
+                config=config,
+                batch_id=batch_id,
+                schema=self.schemas.scores,
+                processed_at=now,
+            )
+            letters = arrow.dead_letters(
+                rows,
+                transactions.filter(late),
+                statuses=(REJECTED, DUPLICATE),
+                primary=self.plan.entities[0],
+                query=query,
+                topic=config.kafka.topics.transactions.name,
+                reasons=(DUPLICATE_TRANSACTION, LATE_EVENT),
+                details=(DUPLICATE_DETAIL, LATE_DETAIL),
+                schema=self.schemas.dead_letters,
+                at=now,
+            )
+        with self._step("commit"):
+            append_rows_once(scores_path(config), scored, query, batch_id, partition_by=["tx_date"])
+            if letters.num_rows:
+                append_rows_once(dead_letter_path(config), letters, f"{query}-rejected", batch_id)
+        stats = _collected_stats(scored, letters)
+        with self._step("alerts"):
+            if stats["alerts"]:
+                self._send_collected_alerts(scored)
+        self._finish(stats, batch_id, model, started)
+
+    def _output_schemas(self, spark: SparkSession, model: LoadedModel) -> OutputSchemas:
+        """The Arrow schemas of the scores and dead letters that Spark's writer path gives (no job runs)."""
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from lakestream.streaming.collected import OutputSchemas
+
+        empty = spark.createDataFrame([], self.plan.output_schema())
+        _, scored, rejected = self._frames(empty, 0, model)
+        return OutputSchemas(
+            scores=to_arrow_schema(scored.schema, timezone="UTC"),
+            dead_letters=to_arrow_schema(rejected.schema, timezone="UTC"),
+        )
+
+    def _finish(self, stats: dict[str, Any], batch_id: int, model: LoadedModel, started: dt.datetime) -> None:
+        """The batch's latencies, its metrics row and its log line; the lateness reference moves on."""
+        config = self.config
+        finished = dt.datetime.now(dt.UTC)
         latency = _latencies(stats["appended"], finished)
         for partition, newest in stats["max_ts"].items():
             self.high_water[partition] = max(newest, self.high_water.get(partition, newest))
@@ -586,7 +641,9 @@ class BatchWriter:
             "feature_set": self.spec.name,
         }
         with self._step("metrics"):  # one row: written from the driver without a Spark job, idempotent as _append
-            append_rows_once(metrics_path(config), metrics_rows([metrics]), f"{app_id}-metrics", batch_id)
+            append_rows_once(
+                metrics_path(config), metrics_rows([metrics]), f"{config.streaming.query_name}-metrics", batch_id
+            )
         self.batches += 1
         logger.info(
             "batch %d: %d scored (%d duplicates, %d late, %d invalid, %d alerts) with %s v%s in %d ms; latency p50 %s"
@@ -604,6 +661,36 @@ class BatchWriter:
             latency["p99"],
             ", ".join(f"{name} {ms}" for name, ms in self.steps.items()),
         )
+
+    def _commit_with_spark(
+        self,
+        out: DataFrame,
+        transactions: DataFrame,
+        scored: DataFrame,
+        rejected: DataFrame,
+        *,
+        batch_id: int,
+        plan_started: float,
+    ) -> dict[str, Any]:
+        """Spark's writer: scores and dead letters appended by Spark jobs over cached rows, counted by small jobs."""
+        app_id = self.config.streaming.query_name
+        transactions, scored = transactions.persist(), scored.persist()  # read by the appends and the counts
+        self.steps["plan"] = round((time.perf_counter() - plan_started) * 1000)
+        try:
+            with self._step("scores"):
+                _append(scored, scores_path(self.config), app_id, batch_id, partition_by=["tx_date"])
+            with self._step("stats"):  # small jobs over cached rows; they decide the step below
+                stats = _batch_stats(scored, transactions, out, self.plan.entities[0])
+            with self._step("rejected"):
+                if stats["duplicates"] or stats["late"] or stats["invalid"]:
+                    _append(rejected, dead_letter_path(self.config), f"{app_id}-rejected", batch_id)
+            with self._step("alerts"):
+                if stats["alerts"]:
+                    send_alerts(scored, self.config)
+        finally:
+            scored.unpersist()
+            transactions.unpersist()
+        return stats
 
     def _send_collected_alerts(self, rows: pa.Table) -> None:
         """The alerts among the rows the driver writer collected, by a producer kept across batches."""
@@ -668,6 +755,17 @@ def metrics_schema() -> StructType:
     )
 
 
+def release_checkpoint(frame: DataFrame) -> None:
+    """Drop the blocks of a DataFrame made by localCheckpoint (a micro-batch's operator rows) now, not when the
+    driver's garbage collector lets Spark's cleaner find them.
+
+    Why a checkpoint rather than persist(): the DataFrame foreachBatch receives carries the whole streaming plan
+    (the Kafka scans, the validation's checks, the stateful operator); every DataFrame built on it is analysed and
+    every job planned over that tree again, persisted or not. A checkpoint's plan is one scan of its blocks.
+    """
+    frame._jdf.queryExecution().logical().rdd().unpersist(False)  # py4j: the checkpoint's RDD
+
+
 def combine_entities(rows: DataFrame, plan: OnlinePlan) -> DataFrame:
     """Operator output (one row per transaction and entity) -> one row per transaction with every feature."""
     entity_ids = [F.max(F.when(F.col("entity") == e, F.col("entity_id"))).alias(e) for e in plan.entities]
@@ -730,7 +828,7 @@ def _is_alert() -> Column:
     return F.col("decision") != "approve"
 
 
-def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str, topic: str) -> DataFrame:
+def rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, query: str, topic: str) -> DataFrame:
     """Records that failed validation, duplicates (the primary entity's rows) and late transactions -> dead letters."""
     coordinates = ["transaction_id", "ts", "kafka_partition", "kafka_offset", "kafka_timestamp"]
     invalid = out.where(F.col("status") == REJECTED).select(*coordinates, "topic", "raw", "reason", "detail")
@@ -739,17 +837,14 @@ def _rejected_rows(out: DataFrame, transactions: DataFrame, *, primary: str, que
         F.lit(topic).alias("topic"),
         F.lit(None).cast("binary").alias("raw"),
         F.lit(DUPLICATE_TRANSACTION).alias("reason"),
-        F.lit("transaction id already scored").alias("detail"),
+        F.lit(DUPLICATE_DETAIL).alias("detail"),
     )
     late = transactions.where(F.col("_late")).select(
         *coordinates,
         F.lit(topic).alias("topic"),
         F.lit(None).cast("binary").alias("raw"),
         F.lit(LATE_EVENT).alias("reason"),
-        F.lit(
-            "event time older than its partition's newest scored event minus the allowed lateness (or than the newest"
-            " of any partition minus the lateness and streaming.max_partition_skew_seconds)"
-        ).alias("detail"),
+        F.lit(LATE_DETAIL).alias("detail"),
     )
     rejected = (
         invalid.unionByName(duplicates)
