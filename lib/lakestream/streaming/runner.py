@@ -105,11 +105,21 @@ def _log_progress(handles: StreamHandles) -> None:
         durations = dict(progress.get("durationMs") or {})
         total = durations.pop("triggerExecution", None)
         logger.info(
-            "%s: batch %s, %s rows in, %.0f rows/s processed, batch %s ms (%s)",
+            "%s: batch %s, %s rows in, %.0f rows/s processed, batch %s ms (%s)%s",
             query.name,
             progress.get("batchId"),
             progress.get("numInputRows"),
             progress.get("processedRowsPerSecond") or 0.0,
             total,
             ", ".join(f"{step} {ms}" for step, ms in durations.items()),
+            "".join(_state_summary(op) for op in progress.get("stateOperators") or ()),
         )
+
+
+def _state_summary(operator: dict) -> str:
+    """'; state <name>: rows, time in the operator's updates and its state store commit' of a progress entry."""
+    return (
+        f"; state {operator.get('operatorName', '?')}: {operator.get('numRowsTotal')} rows"
+        f" ({operator.get('numRowsUpdated')} updated), updates {operator.get('allUpdatesTimeMs')} ms,"
+        f" removals {operator.get('allRemovalsTimeMs')} ms, commit {operator.get('commitTimeMs')} ms"
+    )
