@@ -774,7 +774,6 @@ def combine_entities(rows: DataFrame, plan: OnlinePlan) -> DataFrame:
         *entity_ids,
         *[F.first(c).alias(c) for c in shared],
         *[F.max(c).alias(c) for c in plan.feature_names],
-        F.count(F.lit(1)).alias("_parts"),
     )
 
 
