@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
@@ -13,7 +14,7 @@ from pyspark.testing import assertDataFrameEqual
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import DataError
 from lakestream.features.spec import feature_set_path, load_feature_set
-from lakestream.features.store import build_feature_table, feature_table_path
+from lakestream.features.store import build_feature_table, feature_table_path, plain_encoded_columns
 from lakestream.io.delta import read_delta, write_delta
 from lakestream.simulate.generator import SimulationParams, simulate_transactions
 
@@ -64,6 +65,14 @@ def test_incremental_days_equal_a_full_backfill(
     # file statistics (data skipping) on the keys only, not on every feature value
     properties = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["properties"]
     assert properties["delta.dataSkippingStatsColumns"] == "transaction_id,tx_datetime,customer_id,terminal_id"
+    # continuous columns are written without Parquet dictionaries, counts keep theirs
+    first_file = sorted(path.glob("tx_date=*/*.parquet"))[0]
+    chunks = pq.ParquetFile(first_file).metadata.row_group(0)
+    encodings = {chunks.column(i).path_in_schema: chunks.column(i).encodings for i in range(chunks.num_columns)}
+    assert plain_encoded_columns(spec)
+    for column in plain_encoded_columns(spec):
+        assert "PLAIN_DICTIONARY" not in encodings[column], column
+    assert "PLAIN_DICTIONARY" in encodings["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]
 
     # rebuild the last days one by one (what the daily DAG does), then re-run one: same rows as the backfill
     for offset in (47, 48, 49, 49):

@@ -87,6 +87,29 @@ def stats_columns(spec: FeatureSetSpec) -> list[str]:
     return list(dict.fromkeys([source.id, source.timestamp, *(group.entity for group in spec.windows)]))
 
 
+# Aggregations whose values are continuous (hardly any value repeats) when they read a source column, not the label.
+_CONTINUOUS_AGGS = frozenset({"sum", "mean", "stddev", "min", "max", "last", "time_since_last", "time_since_first"})
+
+
+def plain_encoded_columns(spec: FeatureSetSpec) -> list[str]:
+    """The columns Parquet writes without dictionary encoding: those whose values hardly repeat.
+
+    The id, the event time, the aggregated source columns (amounts), the window features over them (means,
+    sums, spreads, times since) and the ratios and z-scores. A dictionary of such a column grows with nearly
+    every row, and the writer then drops it for plain pages anyway: on the 1.75M-row fraud_v1 build the write's
+    tasks spent about 3 s less CPU without them (the build 11.5-13.5 s against 14.1-15.1 s, alternated in one
+    session) and the table is 3% smaller. Counts, flags, keys and label means (mostly 0) keep their dictionaries.
+    """
+    source = spec.source
+    columns = [source.id, source.timestamp]
+    for group in spec.windows:
+        for _, aggregation, name in group.expanded():
+            if aggregation.agg in _CONTINUOUS_AGGS and not aggregation.on_label:
+                columns.extend([c for c in (aggregation.column, name) if c is not None])
+    columns.extend(f.name for f in (*spec.row_features, *spec.derived_features) if f.kind in {"ratio", "zscore"})
+    return list(dict.fromkeys(columns))
+
+
 def write_features(
     features: DataFrame,
     path: Path,
@@ -103,7 +126,8 @@ def write_features(
     commit's userMetadata. Delta keeps per-file statistics (data skipping) for the id, the event time and the
     entity keys only (``delta.dataSkippingStatsColumns``, set on the table): the default, the first 32 columns, also
     computed min / max / null counts of every feature value for each row written, about a tenth of a full build
-    here (1.75M rows: 12.5 s -> 11.0 s).
+    here (1.75M rows: 12.5 s -> 11.0 s). The continuous columns are written without Parquet dictionaries
+    (``plain_encoded_columns``; a session setting during the write: Delta's writer does not pass Parquet options on).
 
     A replacement of at most `driver_max_days` days in an existing table (a daily build) is collected to the driver
     as Arrow and committed with deltalake (``lakestream.io.delta.replace_rows``): 1.5-1.7 s against 2.5-2.7 s for a
@@ -124,8 +148,11 @@ def write_features(
             logger.info("%s: no rows, or its columns changed: written by Spark's Delta writer", path)
     written = Observation("feature_rows")
     spark = features.sparkSession
+    settings = {f"parquet.enable.dictionary#{column}": "false" for column in plain_encoded_columns(spec)}
     if metadata is not None:
-        spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
+        settings["spark.databricks.delta.commitInfo.userMetadata"] = metadata
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         write_delta(
             features.observe(written, F.count(F.lit(1)).alias("rows")).repartition(
@@ -138,8 +165,8 @@ def write_features(
             options={"delta.dataSkippingStatsColumns": ",".join(stats_columns(spec))},
         )
     finally:
-        if metadata is not None:
-            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        for key in settings:
+            spark.conf.unset(key)
     return int(written.get["rows"])
 
 
