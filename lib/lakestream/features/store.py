@@ -87,10 +87,6 @@ def stats_columns(spec: FeatureSetSpec) -> list[str]:
     return list(dict.fromkeys([source.id, source.timestamp, *(group.entity for group in spec.windows)]))
 
 
-# Aggregations whose values are continuous (hardly any value repeats) when they read a source column, not the label.
-_CONTINUOUS_AGGS = frozenset({"sum", "mean", "stddev", "min", "max", "last", "time_since_last", "time_since_first"})
-
-
 def plain_encoded_columns(spec: FeatureSetSpec) -> list[str]:
     """The columns Parquet writes without dictionary encoding: those whose values hardly repeat.
 
@@ -104,7 +100,7 @@ def plain_encoded_columns(spec: FeatureSetSpec) -> list[str]:
     columns = [source.id, source.timestamp]
     for group in spec.windows:
         for _, aggregation, name in group.expanded():
-            if aggregation.agg in _CONTINUOUS_AGGS and not aggregation.on_label:
+            if aggregation.agg != "count" and not aggregation.on_label:  # every other kind gives continuous values
                 columns.extend([c for c in (aggregation.column, name) if c is not None])
     columns.extend(f.name for f in (*spec.row_features, *spec.derived_features) if f.kind in {"ratio", "zscore"})
     return list(dict.fromkeys(columns))
