@@ -18,6 +18,7 @@ from lakestream.streaming.online_features import (
     History,
     OnlineFeatureProcessor,
     OnlinePlan,
+    StateCache,
     compact,
     member,
     time_then_id_order,
@@ -151,9 +152,29 @@ class ListStateInMemory:
         self.rows = list(rows)
 
 
+class ValueStateInMemory:
+    def __init__(self) -> None:
+        self.value: tuple | None = None
+
+    def get(self) -> tuple | None:
+        return self.value
+
+    def update(self, value: tuple) -> None:
+        self.value = value
+
+
 class StateHandleInMemory:
     def getListState(self, *_: object) -> ListStateInMemory:  # noqa: N802 - pyspark's name
         return ListStateInMemory()
+
+    def getValueState(self, *_: object) -> ValueStateInMemory:  # noqa: N802 - pyspark's name
+        return ValueStateInMemory()
+
+
+def with_own_cache(processor: OnlineFeatureProcessor) -> OnlineFeatureProcessor:
+    """The processor with a cache of its own, as if it ran in a worker process of its own."""
+    processor.cache = StateCache()
+    return processor
 
 
 def operator_frames(rows: list[dict], plan: OnlinePlan, entity: str, batches: int) -> list[pd.DataFrame]:
@@ -184,17 +205,20 @@ def operator_frames(rows: list[dict], plan: OnlinePlan, entity: str, batches: in
     return frames
 
 
-@pytest.mark.parametrize("feature_set", ["fraud_v1", "fraud_v2"])
-def test_bucketed_processor_equals_reference(feature_set: str) -> None:
-    """Many entities per state key (composite time), 12 batches (compaction included), labels first."""
+@pytest.mark.parametrize(("feature_set", "cache"), [("fraud_v1", True), ("fraud_v2", True), ("fraud_v1", False)])
+def test_bucketed_processor_equals_reference(feature_set: str, cache: bool) -> None:
+    """Many entities per state key (composite time), 12 batches (compaction included), labels first; with the
+    worker's state cache (every batch after the first reads it) and without (every batch reads the state)."""
     spec = load_feature_set(FEATURES_DIR / f"{feature_set}.yaml")
     plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
     rows = random_rows(seed=3, n=900)
     expected = reference_features(rows, spec)
     got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
     for entity in plan.entities:
-        processor = OnlineFeatureProcessor(plan)
+        processor = OnlineFeatureProcessor(plan, cache=cache)
         processor.init(StateHandleInMemory())
+        if cache:
+            with_own_cache(processor)
         for frame in operator_frames(rows, plan, entity, batches=12):
             for out in processor.handleInputRows((entity, 0), iter([frame]), None):
                 assert (out["status"] == "ok").all()
@@ -202,6 +226,72 @@ def test_bucketed_processor_equals_reference(feature_set: str) -> None:
                 for record in out[["transaction_id", *mine]].to_dict("records"):
                     got[int(record.pop("transaction_id"))].update(record)
     assert_equal_to_reference(got, expected, plan)
+    if cache:
+        assert (processor.cache.hits, processor.cache.misses) == (11, 1)
+
+
+def test_a_cached_state_is_not_used_once_the_store_has_moved_on_or_back() -> None:
+    """Two workers take turns on one key (each sees the other's writes), and a batch is re-run after its state
+    was rolled back (a failed task): every batch gives the reference's features, and each of those turns is a
+    full read of the state, not the worker's copy."""
+    spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
+    rows = random_rows(seed=5, n=400)
+    expected = reference_features(rows, spec)
+    entity, key = "customer_id", ("customer_id", 0)
+    first, second = OnlineFeatureProcessor(plan), OnlineFeatureProcessor(plan)
+    first.init(StateHandleInMemory())
+    second.init(StateHandleInMemory())
+    with_own_cache(first), with_own_cache(second)
+    second.events, second.labels, second.stamp = first.events, first.labels, first.stamp  # one state store
+    got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
+
+    def run(processor: OnlineFeatureProcessor, frame: pd.DataFrame) -> None:
+        for out in processor.handleInputRows(key, iter([frame]), None):
+            for record in out[["transaction_id", *entity_features(plan, entity)]].to_dict("records"):
+                got[int(record.pop("transaction_id"))].update(record)
+
+    frames = operator_frames(rows, plan, entity, batches=6)
+    run(first, frames[0])
+    run(first, frames[1])  # a hit
+    run(second, frames[2])  # a full read: second never saw the key
+    run(first, frames[3])  # first's copy is two versions old: a full read
+    committed = (list(first.events.rows), list(first.labels.rows), first.stamp.value)
+    run(first, frames[4])  # a hit
+    first.events.rows, first.labels.rows, first.stamp.value = committed  # the batch failed: the store rolls back
+    run(first, frames[4])  # the re-run: first's copy is of the failed attempt, a full read
+    run(first, frames[5])  # a hit again
+    assert (first.cache.hits, first.cache.misses) == (3, 3)
+    assert (second.cache.hits, second.cache.misses) == (0, 1)
+    for tx_id, values in expected.items():
+        for name in entity_features(plan, entity):
+            want = float("nan") if values[name] is None else values[name]
+            assert got[tx_id][name] == pytest.approx(want, rel=1e-12, abs=1e-9, nan_ok=True), (tx_id, name)
+
+
+def test_a_cached_state_is_read_again_halfway_to_its_ttl() -> None:
+    """The cache knows when a state was last rewritten whole; past half the TTL it reads the store (elements may
+    be expiring there) and rewrites it."""
+    cache = StateCache()
+    spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
+    processor = with_own_cache(OnlineFeatureProcessor(plan))
+    processor.init(StateHandleInMemory())
+    processor.cache = cache
+    ttl_ms = plan.retention_seconds * 1000
+
+    class At:
+        def __init__(self, ms: int) -> None:
+            self.ms = ms
+
+        def getCurrentProcessingTimeInMs(self) -> int:  # noqa: N802 - pyspark's name
+            return self.ms
+
+    frames = operator_frames(random_rows(seed=7, n=60), plan, "customer_id", batches=4)
+    for frame, at in zip(frames, [0, ttl_ms // 2 - 1, ttl_ms // 2 - 1 + ttl_ms // 2, ttl_ms], strict=True):
+        for _ in processor.handleInputRows(("customer_id", 0), iter([frame]), At(at)):
+            pass
+    assert (cache.hits, cache.misses) == (2, 2)
 
 
 def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:
