@@ -15,10 +15,12 @@ from lakestream.features.spec import load_feature_set
 from lakestream.streaming.online_features import (
     LABEL,
     TX,
+    Cached,
     History,
     OnlineFeatureProcessor,
     OnlinePlan,
     StateCache,
+    Stored,
     compact,
     member,
     time_then_id_order,
@@ -292,6 +294,24 @@ def test_a_cached_state_is_read_again_halfway_to_its_ttl() -> None:
         for _ in processor.handleInputRows(("customer_id", 0), iter([frame]), At(at)):
             pass
     assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_the_cache_keeps_the_most_recently_used_states_within_its_bytes() -> None:
+    def entry(n: int) -> Cached:
+        ids = np.arange(n, dtype=np.int64)
+        return Cached(1, Stored(ids, ids, ids, np.zeros((n, 1)), ids[:0], 1), 0)
+
+    cache = StateCache(max_bytes=3 * entry(100).stored.nbytes)
+    for key in "abc":
+        cache.put((key,), entry(100))
+    assert cache.get(("a",), 1, now_ms=0, ttl_ms=10) is not None  # "a" is now the most recently used
+    cache.put(("b",), entry(100))  # replaces b's entry: nothing goes
+    assert list(cache.entries) == [("c",), ("a",), ("b",)]
+    cache.put(("d",), entry(100))
+    assert list(cache.entries) == [("a",), ("b",), ("d",)]
+    assert cache.bytes == sum(e.stored.nbytes for e in cache.entries.values())
+    cache.drop(("a",))
+    assert cache.bytes == 2 * entry(100).stored.nbytes
 
 
 def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:

@@ -8,7 +8,9 @@ ids (``OnlinePlan.buckets``); the state of one key is append-only:
   that touched the key; compacted into one chunk when too many pile up: each entity's events older than the
   retention (relative to its own newest) are dropped, and with ``OnlinePlan.partition_skew_seconds`` every event
   older than the bucket's newest minus the retention and the skew, so entities gone quiet leave the state too;
-- ``labels``: chunks of the transaction ids whose fraud label is *known* (reported within the label delay).
+- ``labels``: chunks of the transaction ids whose fraud label is *known* (reported within the label delay);
+- ``stamp``: a random number written with every change of the key's state, so that a Python worker may keep the
+  state it wrote and skip reading it back while the stamp is still its own (``StateCache``).
 
 The retention is the longest window plus its delay plus the allowed lateness, so state stays bounded in event
 time (and in entities: those active within the retention plus the skew); a processing-time TTL of the same
@@ -404,6 +406,7 @@ class StateCache:
     def __init__(self, max_bytes: int = CACHE_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.entries: OrderedDict[tuple, Cached] = OrderedDict()
+        self.bytes = 0
         self.hits = self.misses = 0
 
     def get(self, key: tuple, stamp: int | None, *, now_ms: int, ttl_ms: int) -> Cached | None:
@@ -417,15 +420,18 @@ class StateCache:
         return replace(entry, stored=replace(entry.stored))
 
     def put(self, key: tuple, entry: Cached) -> None:
-        self.entries.pop(key, None)
+        """Keep entry as key's state (the most recently used); the least recently used go beyond max_bytes."""
+        self.drop(key)
         self.entries[key] = entry
-        total = sum(e.stored.nbytes for e in self.entries.values())
-        while total > self.max_bytes and len(self.entries) > 1:
+        self.bytes += entry.stored.nbytes
+        while self.bytes > self.max_bytes and len(self.entries) > 1:
             _, dropped = self.entries.popitem(last=False)
-            total -= dropped.stored.nbytes
+            self.bytes -= dropped.stored.nbytes
 
     def drop(self, key: tuple) -> None:
-        self.entries.pop(key, None)
+        dropped = self.entries.pop(key, None)
+        if dropped is not None:
+            self.bytes -= dropped.stored.nbytes
 
 
 WORKER_CACHE = StateCache()
