@@ -244,7 +244,8 @@ def test_a_cached_state_is_not_used_once_the_store_has_moved_on_or_back() -> Non
     first, second = OnlineFeatureProcessor(plan), OnlineFeatureProcessor(plan)
     first.init(StateHandleInMemory())
     second.init(StateHandleInMemory())
-    with_own_cache(first), with_own_cache(second)
+    with_own_cache(first)
+    with_own_cache(second)
     second.events, second.labels, second.stamp = first.events, first.labels, first.stamp  # one state store
     got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
 
@@ -277,7 +278,7 @@ def test_a_cached_state_is_read_again_halfway_to_its_ttl() -> None:
     cache = StateCache()
     spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
     plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
-    processor = with_own_cache(OnlineFeatureProcessor(plan))
+    processor = OnlineFeatureProcessor(plan)
     processor.init(StateHandleInMemory())
     processor.cache = cache
     ttl_ms = plan.retention_seconds * 1000

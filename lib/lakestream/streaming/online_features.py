@@ -380,7 +380,11 @@ class Stored:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.ts, self.ids, self.eids, self.values, self.known_ids))
+        return sum(a.nbytes for a in (*self.events(), self.known_ids))
+
+    def events(self) -> tuple[np.ndarray, ...]:
+        """The event arrays, in the order of the events state's columns."""
+        return self.ts, self.ids, self.eids, self.values
 
 
 @dataclass(frozen=True)
@@ -417,6 +421,8 @@ class StateCache:
             return None
         self.entries.move_to_end(key)
         self.hits += 1
+        # a copy: the batch reassigns the copy's arrays, and a batch that fails before its new stamp leaves the
+        # entry current for the store as it was
         return replace(entry, stored=replace(entry.stored))
 
     def put(self, key: tuple, entry: Cached) -> None:
@@ -585,7 +591,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
             chunk = (new_ts[keep], new_ids[keep], new_eids[keep], new_values[keep])
             self.events.appendValue(tuple(_pack(part) for part in chunk))
             stored = Stored(
-                *(np.concatenate([old, part]) for old, part in zip(stored_events(stored), chunk, strict=True)),
+                *(np.concatenate([old, part]) for old, part in zip(stored.events(), chunk, strict=True)),
                 stored.known_ids,
                 stored.chunks + 1,
             )
@@ -630,11 +636,6 @@ class OnlineFeatureProcessor(StatefulProcessor):
 
     def close(self) -> None:
         """Nothing to release (the cache outlives the task, for the worker's next one)."""
-
-
-def stored_events(stored: Stored) -> tuple[np.ndarray, ...]:
-    """The event arrays of a stored state, in the state's column order."""
-    return stored.ts, stored.ids, stored.eids, stored.values
 
 
 def _now_ms(timer_values: Any) -> int:
