@@ -232,6 +232,33 @@ def test_bucketed_processor_equals_reference(feature_set: str, cache: bool) -> N
         assert (processor.cache.hits, processor.cache.misses) == (11, 1)
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_warm_start_from_the_initial_state_gives_the_features_of_a_stream_that_saw_it(cache: bool) -> None:
+    """handleInitialState stores the bootstrap rows without computing their features; the rows after them get
+    exactly the features of the whole history."""
+    spec = load_feature_set(FEATURES_DIR / "fraud_v2.yaml")
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
+    rows = random_rows(seed=5, n=900)
+    expected = reference_features(rows, spec)
+    got: dict[int, dict[str, float]] = {}
+    for entity in plan.entities:
+        processor = OnlineFeatureProcessor(plan, cache=cache)
+        processor.init(StateHandleInMemory())
+        if cache:
+            with_own_cache(processor)
+        frames = operator_frames(rows, plan, entity, batches=6)
+        processor.handleInitialState((entity, 0), pd.concat(frames[:3], ignore_index=True), None)
+        for frame in frames[3:]:
+            for out in processor.handleInputRows((entity, 0), iter([frame]), None):
+                assert (out["status"] == "ok").all()
+                for record in out[["transaction_id", *entity_features(plan, entity)]].to_dict("records"):
+                    got.setdefault(int(record.pop("transaction_id")), {}).update(record)
+    assert len(got) == len(rows) // 2
+    assert_equal_to_reference(got, {tx_id: expected[tx_id] for tx_id in got}, plan)
+    if cache:
+        assert (processor.cache.hits, processor.cache.misses) == (3, 1)
+
+
 def test_a_cached_state_is_not_used_once_the_store_has_moved_on_or_back() -> None:
     """Two workers take turns on one key (each sees the other's writes), and a batch is re-run after its state
     was rolled back (a failed task): every batch gives the reference's features, and each of those turns is a

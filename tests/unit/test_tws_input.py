@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from pyspark.sql.pandas.serializers import TransformWithStateInPandasSerializer
+from pyspark.sql.pandas.serializers import (
+    TransformWithStateInPandasInitStateSerializer,
+    TransformWithStateInPandasSerializer,
+)
 
 from lakestream.streaming import online_features, tws_input
 
@@ -38,8 +41,10 @@ def batch(entities: list[str], buckets: list[int], first_id: int) -> pa.RecordBa
     )
 
 
-def serializer(max_records: int, max_bytes: int = 2**31 - 1) -> TransformWithStateInPandasSerializer:
-    ser = TransformWithStateInPandasSerializer(
+def serializer(
+    max_records: int, max_bytes: int = 2**31 - 1, kind: type = TransformWithStateInPandasSerializer
+) -> TransformWithStateInPandasSerializer:
+    ser = kind(
         timezone="UTC",
         safecheck=False,
         assign_cols_by_name=True,
@@ -48,7 +53,7 @@ def serializer(max_records: int, max_bytes: int = 2**31 - 1) -> TransformWithSta
         arrow_max_bytes_per_batch=max_bytes,
         int_to_decimal_coercion_enabled=False,
     )
-    ser.key_offsets = [0, 1]
+    ser.key_offsets = ser.init_key_offsets = [0, 1]
     return ser
 
 
@@ -112,3 +117,61 @@ def test_key_runs() -> None:
 def test_installed_on_the_worker_by_the_processor_module() -> None:
     assert online_features.VECTORISED_INPUT  # importing the processor's module installs it (PySpark 4.2 here)
     assert TransformWithStateInPandasSerializer.load_stream is tws_input.load_stream
+
+
+ORIGINAL_WITH_INITIAL_STATE = tws_input.replaced["load_stream_with_initial_state"]
+
+
+def sided(rows: pa.RecordBatch, *, initial: bool) -> pa.RecordBatch:
+    """rows as the first micro-batch of a query with an initial state sends them: one side of two struct columns."""
+    struct = pa.StructArray.from_arrays(rows.columns, names=rows.schema.names)
+    absent = pa.nulls(rows.num_rows, struct.type)
+    data, init = (absent, struct) if initial else (struct, absent)
+    return pa.record_batch({"inputData": data, "initState": init})
+
+
+def run_with_initial_state(load_stream, batches: list[pa.RecordBatch], max_records: int) -> list[tuple]:
+    """(mode, key, the key's input rows, its initial state rows) for each element load_stream yields."""
+    out = []
+    for mode, key, chunks in load_stream(
+        serializer(max_records, kind=TransformWithStateInPandasInitStateSerializer), arrow_stream(batches)
+    ):
+        sides: tuple[list, list] = ([], [])
+        for chunk_key, data, init in chunks or ():
+            assert chunk_key == key
+            assert data.empty or init.empty
+            sides[0].extend([data] if not data.empty else [])
+            sides[1].extend([init] if not init.empty else [])
+        out.append((mode, key, *(pd.concat(s, ignore_index=True) if s else None for s in sides)))
+    return out
+
+
+@pytest.mark.parametrize("max_records", [10_000, 2])
+def test_the_first_batch_with_an_initial_state_gives_what_the_original_gives(max_records: int) -> None:
+    # the operator's first batch: a key's initial state rows, then its input rows; keys with only one of the two
+    state = batch(["customer_id"] * 6 + ["terminal_id"] * 4, [0] * 3 + [1] * 3 + [1] * 4, 0)
+    data = batch(["customer_id"] * 2 + ["terminal_id"] * 3, [1] * 2 + [1] * 2 + [3], 50)
+    batches = [sided(state, initial=True), sided(data, initial=False), sided(data.slice(0, 0), initial=False)]
+    expected = run_with_initial_state(ORIGINAL_WITH_INITIAL_STATE, batches, max_records)
+    got = run_with_initial_state(tws_input.load_stream_with_initial_state, batches, max_records)
+    assert [(m, k) for m, k, _, _ in got] == [(m, k) for m, k, _, _ in expected]
+    assert [k for _, k, _, _ in got if k is not None] == [
+        ("customer_id", 0),
+        ("customer_id", 1),
+        ("terminal_id", 1),
+        ("customer_id", 1),
+        ("terminal_id", 1),
+        ("terminal_id", 3),
+    ]
+    assert all(type(v) in {str, int} for _, k, _, _ in got if k is not None for v in k)
+    for (_, key, *got_sides), (_, _, *sides) in zip(got, expected, strict=True):
+        for got_rows, rows in zip(got_sides, sides, strict=True):
+            if rows is None:
+                assert got_rows is None, key
+                continue
+            assert list(got_rows.columns) == list(rows.columns)
+            pd.testing.assert_frame_equal(got_rows, rows, check_dtype=False)
+
+
+def test_the_initial_state_serializer_is_installed_too() -> None:
+    assert TransformWithStateInPandasInitStateSerializer.load_stream is tws_input.load_stream_with_initial_state

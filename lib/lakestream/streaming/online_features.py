@@ -152,12 +152,19 @@ class History:
 
 
 def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in, features out
-    plan: OnlinePlan, entity: str, history: History, new_ts: np.ndarray, new_ids: np.ndarray, new_values: np.ndarray
+    plan: OnlinePlan,
+    entity: str,
+    history: History,
+    new_ts: np.ndarray,
+    new_ids: np.ndarray,
+    new_values: np.ndarray,
+    *,
+    features: bool = True,
 ) -> tuple[History, np.ndarray, np.ndarray]:
     """Add new events (deduplicated) to history; return (history, duplicate mask, features of the new rows).
 
     Features are a float matrix (new rows x plan.feature_names), NaN for other entities' features and for
-    empty windows without a default.
+    empty windows without a default; all NaN without `features` (a warm start stores rows it does not emit).
     """
     duplicate = member(new_ids, history.ids)
     _, first = np.unique(new_ids, return_index=True)  # the first occurrence of an id in this batch is kept
@@ -175,7 +182,7 @@ def window_features(  # noqa: PLR0917 - the kernel reads as the math: events in,
     rank[order] = np.arange(len(order))
     positions = rank[len(history.ts) :]  # where each kept new row sits in the sorted merge
     out = np.full((len(new_ids), len(plan.feature_names)), np.nan)
-    if positions.size:
+    if positions.size and features:
         known = member(ids, history.known_ids).astype(np.float64)
         out[keep] = _group_features(plan, entity, merged, positions, known)
     return merged, duplicate, out
@@ -581,7 +588,9 @@ class OnlineFeatureProcessor(StatefulProcessor):
         new_values = np.empty((len(new_ids), self.width))
         for i, name in enumerate(self.plan.value_columns):
             new_values[:, i] = frame[name].to_numpy(np.float64)[is_tx][order]
-        merged, duplicate, features = window_features(self.plan, entity, history, new_time, new_ids, new_values)
+        merged, duplicate, features = window_features(
+            self.plan, entity, history, new_time, new_ids, new_values, features=emit
+        )
         keep = ~duplicate
         changed = bool(new_labels.size)
         # a key read in full is rewritten when cached, so that the cache knows when all of it was written
