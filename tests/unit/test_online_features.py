@@ -13,8 +13,10 @@ import pytest
 
 from lakestream.features.spec import load_feature_set
 from lakestream.streaming.online_features import (
+    CACHE_MAX_BYTES,
     LABEL,
     TX,
+    WORKER_CACHE,
     Cached,
     History,
     OnlineFeatureProcessor,
@@ -217,7 +219,7 @@ def test_bucketed_processor_equals_reference(feature_set: str, cache: bool) -> N
     expected = reference_features(rows, spec)
     got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
     for entity in plan.entities:
-        processor = OnlineFeatureProcessor(plan, cache=cache)
+        processor = OnlineFeatureProcessor(plan, cache_bytes=CACHE_MAX_BYTES if cache else 0)
         processor.init(StateHandleInMemory())
         if cache:
             with_own_cache(processor)
@@ -242,7 +244,7 @@ def test_a_warm_start_from_the_initial_state_gives_the_features_of_a_stream_that
     expected = reference_features(rows, spec)
     got: dict[int, dict[str, float]] = {}
     for entity in plan.entities:
-        processor = OnlineFeatureProcessor(plan, cache=cache)
+        processor = OnlineFeatureProcessor(plan, cache_bytes=CACHE_MAX_BYTES if cache else 0)
         processor.init(StateHandleInMemory())
         if cache:
             with_own_cache(processor)
@@ -340,6 +342,23 @@ def test_the_cache_keeps_the_most_recently_used_states_within_its_bytes() -> Non
     assert cache.bytes == sum(e.stored.nbytes for e in cache.entries.values())
     cache.drop(("a",))
     assert cache.bytes == 2 * entry(100).stored.nbytes
+    cache.resize(entry(100).stored.nbytes)  # a smaller streaming.state_cache_mb: the least recently used go now
+    assert list(cache.entries) == [("d",)]
+
+
+def test_the_cache_size_comes_from_the_query_and_zero_turns_it_off() -> None:
+    plan = OnlinePlan.from_spec(load_feature_set(FEATURES_DIR / "fraud_v1.yaml"), allowed_lateness_seconds=0)
+    off = OnlineFeatureProcessor(plan, cache_bytes=0)
+    off.init(StateHandleInMemory())
+    assert off.cache is None
+    saved = WORKER_CACHE.max_bytes
+    try:
+        on = OnlineFeatureProcessor(plan, cache_bytes=64 << 20)
+        on.init(StateHandleInMemory())
+        assert on.cache is WORKER_CACHE
+        assert WORKER_CACHE.max_bytes == 64 << 20
+    finally:
+        WORKER_CACHE.resize(saved)
 
 
 def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:

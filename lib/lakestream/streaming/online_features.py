@@ -437,6 +437,14 @@ class StateCache:
         self.drop(key)
         self.entries[key] = entry
         self.bytes += entry.stored.nbytes
+        self._evict()
+
+    def resize(self, max_bytes: int) -> None:
+        """Hold at most max_bytes from now on (the query's setting: streaming.state_cache_mb)."""
+        self.max_bytes = max_bytes
+        self._evict()
+
+    def _evict(self) -> None:
         while self.bytes > self.max_bytes and len(self.entries) > 1:
             _, dropped = self.entries.popitem(last=False)
             self.bytes -= dropped.stored.nbytes
@@ -489,10 +497,10 @@ class OnlineFeatureProcessor(StatefulProcessor):
     the cache knows when each of its elements was written and stops trusting them halfway to their TTL.
     """
 
-    def __init__(self, plan: OnlinePlan, *, cache: bool = True) -> None:
+    def __init__(self, plan: OnlinePlan, *, cache_bytes: int = CACHE_MAX_BYTES) -> None:
         self.plan = plan
         self.width = len(plan.value_columns)
-        self.use_cache = cache
+        self.cache_bytes = cache_bytes
 
     def init(self, handle: Any) -> None:
         """Declare the two list states and the stamp, with a processing-time TTL of the retention."""
@@ -500,7 +508,9 @@ class OnlineFeatureProcessor(StatefulProcessor):
         self.events = handle.getListState("events", EVENTS_STATE_DDL, self.ttl_ms)
         self.labels = handle.getListState("labels", LABELS_STATE_DDL, self.ttl_ms)
         self.stamp = handle.getValueState("stamp", STAMP_STATE_DDL, self.ttl_ms)
-        self.cache = WORKER_CACHE if self.use_cache else None
+        self.cache = WORKER_CACHE if self.cache_bytes > 0 else None
+        if self.cache is not None:
+            self.cache.resize(self.cache_bytes)
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:  # noqa: N802, N803
         """New events and chargebacks of one bucket -> one output row per new event."""

@@ -34,6 +34,7 @@ from lakestream.io.kafka import spark_kafka_options
 from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
 from lakestream.quality import rules
 from lakestream.streaming.online_features import (
+    CACHE_MAX_BYTES,
     DUPLICATE,
     LABEL,
     OK,
@@ -326,15 +327,22 @@ def _pass_through_types() -> dict[str, str]:
     return dict(column.split(" ") for column in PASS_THROUGH_DDL.split(", "))
 
 
-def online_features(rows: DataFrame, plan: OnlinePlan, initial_state: DataFrame | None = None) -> DataFrame:
-    """The stateful operator: per (entity, bucket of entity ids), append-only state with TTL, RocksDB state store."""
+def online_features(
+    rows: DataFrame,
+    plan: OnlinePlan,
+    initial_state: DataFrame | None = None,
+    *,
+    cache_bytes: int = CACHE_MAX_BYTES,
+) -> DataFrame:
+    """The stateful operator: per (entity, bucket of entity ids), append-only state with TTL, RocksDB state store;
+    each Python worker keeps up to `cache_bytes` of the decoded state between micro-batches (0: none)."""
 
     def by_bucket(frame: DataFrame) -> GroupedData:
         return frame.withColumn("bucket", F.pmod(F.col("entity_id"), F.lit(plan.buckets))).groupBy("entity", "bucket")
 
     initial = by_bucket(initial_state) if initial_state is not None else None
     return by_bucket(rows).transformWithStateInPandas(
-        statefulProcessor=OnlineFeatureProcessor(plan),
+        statefulProcessor=OnlineFeatureProcessor(plan, cache_bytes=cache_bytes),
         outputStructType=plan.output_schema(),
         outputMode="Append",
         timeMode="ProcessingTime",
@@ -1116,7 +1124,9 @@ def start_stream(
             logger.info("bootstrapping the online state from silver up to %s", bootstrap_until)
             initial = materialized(bootstrap_rows(spark, config, spec, plan, until=bootstrap_until), checkpoint)
     parsed = validate(kafka_source(spark, config), config)
-    features = online_features(operator_input(parsed, plan, spec), plan, initial)
+    features = online_features(
+        operator_input(parsed, plan, spec), plan, initial, cache_bytes=streaming.state_cache_mb << 20
+    )
     writer = BatchWriter(config, spec, plan, models)
 
     def trigger(stream_writer: Any) -> Any:
