@@ -67,6 +67,15 @@ def run(load_stream, batches: list[pa.RecordBatch], **limits) -> list[tuple]:
     return out
 
 
+def assert_same_rows(got: pd.DataFrame | None, expected: pd.DataFrame | None, key: tuple | None) -> None:
+    """The same columns and values as the original's rows (dtypes may differ: see the first test); both None or not."""
+    if expected is None:
+        assert got is None, key
+        return
+    assert list(got.columns) == list(expected.columns), key
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
 BATCHES = [
     # a key spanning two Arrow batches, keys that differ only in the bucket, a one-row run
     batch(["customer_id"] * 7 + ["terminal_id"] * 3, [0] * 4 + [1] * 3 + [1] * 3, 0),
@@ -88,11 +97,9 @@ def test_same_keys_and_rows_as_the_row_by_row_original(limits: dict, sizes: int 
     ]
     assert all(type(v) in {str, int} for _, k, _, _ in got if k is not None for v in k)
     for (_, key, got_sizes, got_rows), (_, _, _, rows) in zip(got, expected, strict=True):
+        assert_same_rows(got_rows, rows, key)
         if rows is None:
-            assert got_rows is None
             continue
-        assert list(got_rows.columns) == list(rows.columns)
-        pd.testing.assert_frame_equal(got_rows, rows, check_dtype=False)
         assert sum(got_sizes) == len(rows), key
         if sizes is not None:
             assert max(got_sizes) <= sizes
@@ -166,11 +173,7 @@ def test_the_first_batch_with_an_initial_state_gives_what_the_original_gives(max
     assert all(type(v) in {str, int} for _, k, _, _ in got if k is not None for v in k)
     for (_, key, *got_sides), (_, _, *sides) in zip(got, expected, strict=True):
         for got_rows, rows in zip(got_sides, sides, strict=True):
-            if rows is None:
-                assert got_rows is None, key
-                continue
-            assert list(got_rows.columns) == list(rows.columns)
-            pd.testing.assert_frame_equal(got_rows, rows, check_dtype=False)
+            assert_same_rows(got_rows, rows, key)
 
 
 def test_the_initial_state_serializer_is_installed_too() -> None:

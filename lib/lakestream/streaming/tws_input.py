@@ -101,9 +101,7 @@ def initial_state_chunks(self: Any, batches: Iterator[Any]) -> Iterator[tuple[tu
             struct = batch.column(batch.schema.get_field_index(name))
             if struct.null_count == len(struct):  # the side this batch does not hold (or an empty batch)
                 continue
-            fields = [struct.type[i].name for i in range(struct.type.num_fields)]
-            table = pa.Table.from_arrays([struct.field(i) for i in range(struct.type.num_fields)], names=fields)
-            for key, frame in _split(self, table, offsets):
+            for key, frame in _split(self, pa.RecordBatch.from_struct_array(struct), offsets):
                 if name == "inputData":
                     yield key, frame, pd.DataFrame()
                 else:
@@ -111,7 +109,7 @@ def initial_state_chunks(self: Any, batches: Iterator[Any]) -> Iterator[tuple[tu
 
 
 def _split(self: Any, arrow: Any, key_offsets: list[int]) -> Iterator[tuple[tuple, Any]]:
-    """An Arrow batch or table -> (key, DataFrame) for each run of equal keys, split at the size limits."""
+    """An Arrow batch -> (key, DataFrame) for each run of equal keys, split at the size limits."""
     import pandas as pd
     from pyspark.sql.conversion import ArrowBatchTransformer
 
