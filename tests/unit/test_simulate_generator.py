@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
+from benchmark_scripts import load_benchmark
 
 from lakestream.errors import ConfigError
 from lakestream.simulate import generator
@@ -28,17 +26,6 @@ from lakestream.simulate.generator import (
 )
 
 SMALL = SimulationParams(n_customers=50, n_terminals=100, nb_days=20)
-REFERENCE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "simulator_pandas_reference.py"
-
-
-def _load_pandas_reference() -> ModuleType:
-    """Import the benchmark module, which is a script folder rather than a package."""
-    spec = importlib.util.spec_from_file_location("simulator_pandas_reference", REFERENCE_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _as_reference_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -79,7 +66,7 @@ def test_seed_offset_changes_the_data(small_dataset: dict[str, np.ndarray]) -> N
 
 
 def test_matches_pandas_reference_row_for_row(small_dataset: dict[str, np.ndarray]) -> None:
-    reference = _load_pandas_reference().generate_dataset_pandas(
+    reference = load_benchmark("simulator_pandas_reference").generate_dataset_pandas(
         n_customers=SMALL.n_customers,
         n_terminals=SMALL.n_terminals,
         nb_days=SMALL.nb_days,
