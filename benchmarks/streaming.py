@@ -443,6 +443,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
             daemon=True,
         )
         child.start()
+        child_end.close()  # the child holds its end: a child that dies ends recv() with EOFError, not a hang
         try:
             _, begin = control.recv()
             while boundary["measured_from"] is None and child.is_alive():
@@ -456,11 +457,14 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
                         control.send(("stop_at", boundary["measured_from"] + count))
                         logger.info("latency at %d/s: measuring after %.0f s of warm-up (caught up: %s)", rate,
                                     elapsed, boundary["steady"])  # fmt: skip
-            if control.poll(seconds + max_warmup_seconds + 120):
+            if control.poll(seconds + max_warmup_seconds + 120):  # True at the child's report, or its end
                 _, sent, producer_seconds, cpu_seconds = control.recv()
                 boundary["producer_cores"] = round(cpu_seconds / max(producer_seconds, 1e-9), 2)
                 logger.info("latency at %d/s: the producer sent %d events in %.1f s, %.2f cores", rate, sent,
                             producer_seconds, boundary["producer_cores"])  # fmt: skip
+        except (EOFError, BrokenPipeError):  # the child ended before its report: its traceback is on stderr
+            child.join(timeout=10)
+            logger.error("latency at %d/s: the paced producer ended early (exit code %s)", rate, child.exitcode)
         finally:  # the stream stops whatever happened to the producer
             child.join(timeout=60)
             time.sleep(20)
