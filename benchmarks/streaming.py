@@ -453,7 +453,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
                     boundary["steady"] = caught_up(run)
                     if boundary["steady"] or elapsed >= max_warmup_seconds:
                         # the first event not sent yet: the child sends each 10 ms burst at its start
-                        boundary["measured_from"] = min(int(elapsed * rate) + rate // 100 + 1, len(paced) - count)
+                        boundary["measured_from"] = min(int(elapsed * rate) + burst(rate) + 1, len(paced) - count)
                         control.send(("stop_at", boundary["measured_from"] + count))
                         logger.info("latency at %d/s: measuring after %.0f s of warm-up (caught up: %s)", rate,
                                     elapsed, boundary["steady"])  # fmt: skip
@@ -498,13 +498,18 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
     return result
 
 
+def burst(rate: int) -> int:
+    """Events per burst of the paced producer: 10 ms of them at `rate` per second."""
+    return max(rate // 100, 1)
+
+
 def paced_sender(kafka, topic: str, payloads: list, rate: int, control) -> None:
     """A child process: send `payloads` (key, value) at `rate` per second in 10 ms bursts until told where to stop
     (``("stop_at", n)`` on `control`); then report the events sent, the seconds and the process's CPU seconds."""
     from lakestream.io.kafka import build_producer
 
     producer = build_producer(kafka, linger_ms=5)
-    step = max(rate // 100, 1)
+    step = burst(rate)
     limit = len(payloads)
     cpu, begin = time.process_time(), time.monotonic()
     control.send(("begin", begin))
@@ -515,9 +520,10 @@ def paced_sender(kafka, topic: str, payloads: list, rate: int, control) -> None:
             time.sleep(delay)
         while control.poll():
             limit = min(limit, control.recv()[1])
-        for key, value in payloads[sent : min(sent + step, limit)]:
+        end = min(sent + step, limit)
+        for key, value in payloads[sent:end]:
             producer.send(topic, value=value, key=key)
-        sent = min(sent + step, limit)
+        sent = end
     producer.flush()
     control.send(("done", sent, time.monotonic() - begin, time.process_time() - cpu))
     producer.close()
