@@ -295,11 +295,16 @@ def _extreme_aggregate(
 
 
 def _aggregation_input(aggregation: Aggregation) -> Column:
+    return F.expr(_aggregation_input_sql(aggregation))
+
+
+def _aggregation_input_sql(aggregation: Aggregation) -> str:
+    """SQL text of the value an aggregation reads: the known label, 1 (counts) or its column as a double."""
     if aggregation.on_label:
-        return F.col(LABEL_KNOWN)
+        return _sql_name(LABEL_KNOWN)
     if aggregation.column is None:
-        return F.lit(1)
-    return F.col(aggregation.column).cast("double")
+        return "1"
+    return f"CAST({_sql_name(aggregation.column)} AS DOUBLE)"
 
 
 def _exact_decimals(aggregation: Aggregation, spec: FeatureSetSpec) -> int | None:
@@ -396,58 +401,67 @@ def _pair_columns(frame: DataFrame, history: DataFrame, group: WindowGroup, spec
     A row's frame holds the rows of its entity with (t - d - w, t - d] in whole seconds; with no delay, the rows of
     its own second count as the window path counts them (earlier ids, itself if include_current, later ids with
     ties: all). Rows without a pair get the sums of an empty frame (0), as the window path's running totals do.
+
+    The pairs' conditions and sums are SQL text: a daily build runs this for each group at every build, and each
+    Column operation is a call to the JVM (over a thousand for fraud_v1's two groups, a sixth of a day's build).
     """
     source = spec.source
     delay = round(group.delay_days * SECONDS_PER_DAY)
     widest = round(max(group.windows_days) * SECONDS_PER_DAY)
-    wanted = frame.select(
-        F.col(source.id).alias("_p_id"), F.col(group.entity).alias("_p_entity"), F.col(TS).alias("_p_ts")
-    )
+    entity, row_id = _sql_name(group.entity), _sql_name(source.id)
+    wanted = frame.selectExpr(f"{row_id} AS _p_id", f"{entity} AS _p_entity", f"{TS} AS _p_ts")
     units = {  # the input of every sum, in integer units as the window path's exact sums take it
-        f"_h_units_{index}": F.round(_aggregation_input(a) * F.lit(10 ** _exact_decimals(a, spec))).cast("long")
+        f"_h_units_{index}": _units_sql(a, _exact_decimals(a, spec))
         for index, a in enumerate(group.aggregations)
         if a.agg != "count"
     }
-    rows = history.select(
-        F.col(group.entity).alias("_h_entity"),
-        F.col(TS).alias("_h_ts"),
-        F.col(source.id).alias("_h_id"),
-        *[column.alias(name) for name, column in units.items()],
+    rows = history.selectExpr(
+        f"{entity} AS _h_entity",
+        f"{TS} AS _h_ts",
+        f"{row_id} AS _h_id",
+        *[f"{sql} AS {name}" for name, sql in units.items()],
     )
-    p_ts, h_ts = F.col("_p_ts"), F.col("_h_ts")
-    pairs = F.broadcast(wanted).join(
-        rows,
-        (F.col("_p_entity") == F.col("_h_entity"))
-        & (h_ts > p_ts - F.lit(delay + widest))
-        & (h_ts <= p_ts - F.lit(delay)),
-    )
+    in_frame = f"_p_entity = _h_entity AND _h_ts > _p_ts - {delay + widest} AND _h_ts <= _p_ts - {delay}"
+    pairs = F.broadcast(wanted).join(rows, F.expr(in_frame))
+    in_second = ""
     if delay == 0:  # the rows of the row's own second
-        same_second = (F.col("_h_id") < F.col("_p_id")) if group.ties == "earlier_only" else F.lit(True)
+        same_second = "_h_id < _p_id" if group.ties == "earlier_only" else "TRUE"
         if group.include_current:
-            same_second = same_second | (F.col("_h_id") == F.col("_p_id"))
+            same_second = f"({same_second}) OR _h_id = _p_id"
         else:
-            same_second = same_second & (F.col("_h_id") != F.col("_p_id"))
-        in_second = (h_ts < p_ts) | same_second
-    else:
-        in_second = F.lit(True)
-    sums: dict[str, Column] = {}
+            same_second = f"({same_second}) AND _h_id != _p_id"
+        in_second = f" AND (_h_ts < _p_ts OR {same_second})"
+    sums: dict[str, str] = {}
     results = []
     for window_days, aggregation, name in group.expanded():
         width = round(window_days * SECONDS_PER_DAY)
-        inside = (h_ts > p_ts - F.lit(delay + width)) & in_second
+        inside = f"_h_ts > _p_ts - {delay + width}{in_second}"
         count_name = f"_p_n_{width}"
-        sums.setdefault(count_name, F.sum(F.when(inside, F.lit(1)).otherwise(F.lit(0))))
-        count = F.coalesce(F.col(count_name), F.lit(0))
+        sums.setdefault(count_name, f"SUM(CASE WHEN {inside} THEN 1 ELSE 0 END)")
         total = None
         if aggregation.agg != "count":
             units_name = f"_h_units_{group.aggregations.index(aggregation)}"
             total_name = f"_p_sum_{width}{units_name}"
-            sums[total_name] = F.sum(F.when(inside, F.col(units_name)).otherwise(F.lit(0)))
-            total = F.coalesce(F.col(total_name), F.lit(0))
+            sums[total_name] = f"SUM(CASE WHEN {inside} THEN {units_name} ELSE 0 END)"
+            total = F.expr(f"COALESCE({total_name}, 0)")
         result = _moment_result(
-            aggregation, count=count, total=total, squares=None, decimals=_exact_decimals(aggregation, spec)
+            aggregation,
+            count=F.expr(f"COALESCE({count_name}, 0)"),
+            total=total,
+            squares=None,
+            decimals=_exact_decimals(aggregation, spec),
         )
         results.append(_with_default(result, aggregation).alias(name))
-    summed = pairs.groupBy("_p_id").agg(*[column.alias(name) for name, column in sums.items()])
-    joined = frame.join(F.broadcast(summed), F.col(source.id) == F.col("_p_id"), "left")  # one row per wanted row
-    return joined.select(*frame.columns, *results)
+    summed = pairs.groupBy("_p_id").agg(*[F.expr(f"{sql} AS {name}") for name, sql in sums.items()])
+    joined = frame.alias("_f").join(F.broadcast(summed), F.expr(f"_f.{row_id} = _p_id"), "left")  # one per wanted row
+    return joined.select("_f.*", *results)
+
+
+def _sql_name(name: str) -> str:
+    """A column name quoted for SQL text."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _units_sql(aggregation: Aggregation, decimals: int) -> str:
+    """SQL text of the aggregation's input in integer units (value * 10^decimals, rounded), as a long."""
+    return f"CAST(ROUND({_aggregation_input_sql(aggregation)} * {10**decimals}) AS BIGINT)"
