@@ -13,8 +13,10 @@
   100k offsets, 20,427 with 200k, 20,857 with 300k).
 - ``latency``: the stream runs continuously (trigger as fast as possible) while a paced producer sends live
   transactions at fixed rates (from a process of its own, in 10 ms bursts; the CPU it takes is reported as
-  ``producer_cores``); per row, latency = batch commit time - Kafka append time of the transaction, and
-  for alerts, the alert's Kafka append time - the transaction's. The producer paces at the same rate for at least
+  ``producer_cores``, and ``cpu_cores`` has the cores the other processes took while the measured events were
+  sent: this benchmark's Python process, Spark's JVM, its Python workers and the Kafka broker); per row,
+  latency = batch commit time - Kafka append time of the transaction, and for alerts, the alert's Kafka append
+  time - the transaction's. The producer paces at the same rate for at least
   ``--latency-warmup-seconds`` before the measured ``--latency-seconds``, and on until the stream has caught up
   with its input (its last 3 micro-batches each with a median latency under 2 batch durations + 0.5 s), at most
   ``--latency-max-warmup-seconds`` (``caught_up_after_warmup`` says which ended it: false means the rate is above
@@ -444,6 +446,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
         )
         child.start()
         child_end.close()  # the child holds its end: a child that dies ends recv() with EOFError, not a hang
+        cpu_from = None
         try:
             _, begin = control.recv()
             while boundary["measured_from"] is None and child.is_alive():
@@ -455,10 +458,13 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
                         # the first event not sent yet: the child sends each 10 ms burst at its start
                         boundary["measured_from"] = min(int(elapsed * rate) + burst(rate) + 1, len(paced) - count)
                         control.send(("stop_at", boundary["measured_from"] + count))
+                        cpu_from = meter.sample()
                         logger.info("latency at %d/s: measuring after %.0f s of warm-up (caught up: %s)", rate,
                                     elapsed, boundary["steady"])  # fmt: skip
             if control.poll(seconds + max_warmup_seconds + 120):  # True at the child's report, or its end
                 _, sent, producer_seconds, cpu_seconds = control.recv()
+                if cpu_from is not None:  # the measured events' span, without the producer (counted by itself)
+                    boundary["cpu_cores"] = CpuMeter.cores(cpu_from, meter.sample())
                 boundary["producer_cores"] = round(cpu_seconds / max(producer_seconds, 1e-9), 2)
                 logger.info("latency at %d/s: the producer sent %d events in %.1f s, %.2f cores", rate, sent,
                             producer_seconds, boundary["producer_cores"])  # fmt: skip
@@ -470,6 +476,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
             time.sleep(20)
             stop_file(run).touch()
 
+    meter = CpuMeter(spark, config)
     # daemons: a failed stream must not leave the process waiting on its producer
     threads = [threading.Thread(target=produce, daemon=True), threading.Thread(target=consume_alerts, daemon=True)]
     for thread in threads:
@@ -492,6 +499,7 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
         "caught_up_after_warmup": boundary["steady"],
         "sent": count,
         "producer_cores": boundary.get("producer_cores"),
+        "cpu_cores": boundary.get("cpu_cores"),
     }
     result.update(_latencies(scores[measured], metrics, alerts_seen))
     result["warmup"] = _latencies(scores[in_warmup], metrics, alerts_seen)
@@ -527,6 +535,51 @@ def paced_sender(kafka, topic: str, payloads: list, rate: int, control) -> None:
     producer.flush()
     control.send(("done", sent, time.monotonic() - begin, time.process_time() - cpu))
     producer.close()
+
+
+class CpuMeter:
+    """CPU seconds of the processes sharing this machine's cores during a latency run: this benchmark's Python
+    process (the driver's foreachBatch, which scores and commits on the driver, and the alert consumer), Spark's JVM
+    (driver and executor in local mode), the Python workers under it (the stateful operator) and the Kafka broker.
+    A worker that exits between two samples loses its CPU from the count (Spark reuses them)."""
+
+    def __init__(self, spark, config) -> None:
+        import psutil
+
+        from lakestream.platform.kafka_broker import broker_status
+
+        self._psutil = psutil
+        self.jvm = psutil.Process(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
+        broker = broker_status(config).pid
+        self.parts = {"benchmark_python": psutil.Process(), "spark_jvm": self.jvm}
+        if broker is not None:
+            self.parts["kafka_broker"] = psutil.Process(broker)
+
+    def sample(self) -> tuple[float, dict[str, float], dict[int, float]]:
+        """(monotonic time, CPU seconds per part, CPU seconds per Python worker pid)."""
+        parts = {name: self._seconds(process) for name, process in self.parts.items()}
+        workers = {}
+        for child in self.jvm.children(recursive=True):
+            try:
+                workers[child.pid] = self._seconds(child)
+            except self._psutil.NoSuchProcess:
+                continue
+        return time.monotonic(), parts, workers
+
+    @staticmethod
+    def _seconds(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    @staticmethod
+    def cores(first: tuple, last: tuple) -> dict[str, float]:
+        """Cores each part took between two samples (the Python workers summed), and their total."""
+        seconds = max(last[0] - first[0], 1e-9)
+        used = {name: last[1][name] - first[1].get(name, 0.0) for name in last[1]}
+        used["python_workers"] = sum(cpu - first[2].get(pid, 0.0) for pid, cpu in last[2].items())
+        cores = {name: round(value / seconds, 2) for name, value in used.items()}
+        cores["total"] = round(sum(used.values()) / seconds, 2)
+        return cores
 
 
 def caught_up(run, batches: int = 3) -> bool:
