@@ -59,6 +59,30 @@ def test_append_rows_once_commits_each_version_once(tmp_path: Path) -> None:
     assert sorted(read_delta_arrow(path).column("batch_id").to_pylist()) == [0, 1, 1]
 
 
+def test_a_kept_appender_sees_other_writers_commits_and_a_table_made_again(tmp_path: Path) -> None:
+    """The stream's driver writer keeps its tables open between micro-batches; what others commit still counts."""
+    import shutil
+
+    from lakestream.io.delta import OnceAppender, append_rows_once
+    from lakestream.streaming.pipeline import metrics_rows
+
+    path = tmp_path / "stream_metrics"
+    kept = OnceAppender(path)
+    rows = [metrics_rows([{"batch_id": n, "scored": n}]) for n in range(4)]
+    assert kept.append(rows[0], "q", 0) is True  # a new table
+    assert kept.append(rows[1], "q", 1) is True
+    assert kept.append(rows[1], "q", 1) is False  # a replayed batch
+    assert append_rows_once(path, rows[2], "q", 2) is True  # another process committed version 2 meanwhile
+    assert kept.append(rows[2], "q", 2) is False
+    assert kept.append(rows[3], "q", 3) is True
+    assert sorted(read_delta_arrow(path).column("batch_id").to_pylist()) == [0, 1, 2, 3]
+
+    shutil.rmtree(path)  # dropped, and made again by another writer with fewer commits than the kept version
+    append_rows_once(path, rows[0], "other", 0)
+    assert kept.append(rows[3], "q", 3) is True  # the new table has no version of "q": not judged by the old one
+    assert read_delta_arrow(path).column("batch_id").to_pylist().count(3) == 1
+
+
 def test_append_rows_once_honours_versions_spark_committed(tmp_path: Path, spark) -> None:
     """Tables made idempotent by Spark's txnAppId/txnVersion stay so: the same Delta txn action is read and written."""
     import datetime as dt

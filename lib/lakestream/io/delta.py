@@ -69,27 +69,57 @@ def append_rows_once(
     idempotent by either writer stays so under the other. For rows already on the driver (a stream's per-batch
     metrics, a micro-batch's scores collected as Arrow): a Spark write costs a job, a commit through the JVM and a
     snapshot update, about 1 s per micro-batch here whatever its size. Every column is written nullable, as Spark
-    writes tables. New columns are added to the table (schema merge).
+    writes tables. New columns are added to the table (schema merge). A process that appends to the same table
+    again and again keeps a `OnceAppender` instead (the table is not read from its log each time).
     """
-    from deltalake import CommitProperties, Transaction, write_deltalake
+    return OnceAppender(path).append(rows, app_id, version, partition_by=partition_by)
 
-    table = _open_table(path)  # None: written below as a new table
-    if table is not None:
-        committed = table.transaction_version(app_id)
-        if committed is not None and committed >= version:
-            logger.info("%s: version %d of %s already committed; skipped", path.name, version, app_id)
-            return False
-    path.mkdir(parents=True, exist_ok=True)
-    rows = rows.cast(_all_nullable(rows.schema))
-    write_deltalake(
-        table if table is not None else str(path),
-        rows,
-        mode="append",
-        partition_by=list(partition_by) or None,
-        schema_mode="merge",  # a table written by an earlier release gets the columns added since
-        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)]),
-    )
-    return True
+
+class OnceAppender:
+    """`append_rows_once` into one table, for a process that appends to it again and again (a stream's driver
+    writer: its scores, dead letters and metrics, every micro-batch).
+
+    Opening a table reads its log from the last checkpoint: at the 80th commit of a stream's scores table that took
+    57 ms, and an append through a table opened for it 66-100 ms against 28-48 ms through one kept open (deltalake
+    1.6 here). The appender keeps the table between appends and brings it up to date with the commits made since
+    (`update_incremental`: only the log's new files), so the idempotency check and the commit see every other
+    writer's commits. A table whose kept version is gone from the log (dropped and made again) is opened anew.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._table: DeltaTable | None = None
+
+    def _current(self) -> DeltaTable | None:
+        table = self._table
+        if table is not None and (self.path / "_delta_log" / f"{table.version():020d}.json").is_file():
+            table.update_incremental()
+            return table
+        self._table = _open_table(self.path)
+        return self._table
+
+    def append(self, rows: pa.Table, app_id: str, version: int, *, partition_by: Sequence[str] = ()) -> bool:
+        """Append rows once per (app_id, version), as `append_rows_once`; False if that version was committed."""
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        table = self._current()  # None: written below as a new table
+        if table is not None:
+            committed = table.transaction_version(app_id)
+            if committed is not None and committed >= version:
+                logger.info("%s: version %d of %s already committed; skipped", self.path.name, version, app_id)
+                return False
+        self.path.mkdir(parents=True, exist_ok=True)
+        rows = rows.cast(_all_nullable(rows.schema))
+        write_deltalake(
+            table if table is not None else str(self.path),
+            rows,
+            mode="append",
+            partition_by=list(partition_by) or None,
+            schema_mode="merge",  # a table written by an earlier release gets the columns added since
+            commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)]),
+        )
+        # a table kept open is at its new commit (deltalake updates it); a new one is opened at the next append
+        return True
 
 
 def replace_rows(path: Path, rows: pa.Table, predicate: str, *, user_metadata: str | None = None) -> bool:

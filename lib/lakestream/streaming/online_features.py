@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lakestream.features.spec import DELAYED_EDGE_KINDS, SECONDS_PER_DAY, FeatureSetSpec, WindowGroup
-from lakestream.streaming import tws_input
+from lakestream.streaming import tws_input, tws_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,8 +49,10 @@ except ImportError:  # pragma: no cover
     StatefulProcessor = object  # type: ignore[assignment,misc]
 
 # The Python worker imports this module when it unpickles the processor, before it reads the operator's input:
-# from then on that input is sliced per key, not walked row by row (lakestream.streaming.tws_input).
+# from then on that input is sliced per key, not walked row by row (lakestream.streaming.tws_input), and each
+# output frame is converted to Arrow in one call, not column by column (lakestream.streaming.tws_output).
 VECTORISED_INPUT = tws_input.install()
+VECTORISED_OUTPUT = tws_output.install()
 
 TX, LABEL = "tx", "label"
 OK, DUPLICATE, REJECTED = "ok", "duplicate", "rejected"

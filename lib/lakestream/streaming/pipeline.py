@@ -29,7 +29,7 @@ from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.errors import ConfigError, DataError
 from lakestream.features.batch import add_derived_features, add_row_features
-from lakestream.io.delta import append_rows_once, is_delta_table, read_delta
+from lakestream.io.delta import OnceAppender, is_delta_table, read_delta
 from lakestream.io.kafka import spark_kafka_options
 from lakestream.io.schemas import TIMESTAMP_FORMAT, fraud_label_event_schema, transaction_event_schema
 from lakestream.quality import rules
@@ -503,6 +503,7 @@ class BatchWriter:
     steps: dict[str, int] = field(default_factory=dict)  # ms per step of the current batch
     producer: KafkaProducer | None = None  # alerts from the driver (built on the first batch with alerts)
     schemas: OutputSchemas | None = None  # the driver writer's output types (from the Spark path's plans)
+    appenders: dict[Path, OnceAppender] = field(default_factory=dict)  # the driver writer's tables, kept open
 
     def __call__(self, out: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (re-runs of a batch id write nothing twice)."""
@@ -599,9 +600,9 @@ class BatchWriter:
                 at=now,
             )
         with self._step("commit"):
-            append_rows_once(scores_path(config), scored, query, batch_id, partition_by=["tx_date"])
+            self._append_once(scores_path(config), scored, query, batch_id, partition_by=["tx_date"])
             if letters.num_rows:
-                append_rows_once(dead_letter_path(config), letters, f"{query}-rejected", batch_id)
+                self._append_once(dead_letter_path(config), letters, f"{query}-rejected", batch_id)
         stats = _collected_stats(scored, letters)
         with self._step("alerts"):
             if stats["alerts"]:
@@ -649,7 +650,7 @@ class BatchWriter:
             "feature_set": self.spec.name,
         }
         with self._step("metrics"):  # one row: written from the driver without a Spark job, idempotent as _append
-            append_rows_once(
+            self._append_once(
                 metrics_path(config), metrics_rows([metrics]), f"{config.streaming.query_name}-metrics", batch_id
             )
         self.batches += 1
@@ -699,6 +700,15 @@ class BatchWriter:
             scored.unpersist()
             transactions.unpersist()
         return stats
+
+    def _append_once(
+        self, path: Path, rows: pa.Table, app_id: str, batch_id: int, *, partition_by: Sequence[str] = ()
+    ) -> None:
+        """Append from the driver, once per (app_id, batch id), through the table's appender kept across batches."""
+        appender = self.appenders.get(path)
+        if appender is None:
+            appender = self.appenders[path] = OnceAppender(path)
+        appender.append(rows, app_id, batch_id, partition_by=partition_by)
 
     def _send_collected_alerts(self, rows: pa.Table) -> None:
         """The alerts among the rows the driver writer collected, by a producer kept across batches."""
@@ -1057,7 +1067,7 @@ def _late(high_water: dict[int, int], lateness: int, *, skew: int | None = None)
 
 def _append(frame: DataFrame, path: Path, app_id: str, batch_id: int, *, partition_by: Sequence[str] = ()) -> None:
     """Idempotent append with Spark's Delta writer: a (txnAppId, txnVersion) already committed is skipped, as
-    append_rows_once (the driver writer) skips it."""
+    OnceAppender (the driver writer) skips it."""
     writer = (
         frame.write.format("delta")
         .mode("append")

@@ -40,19 +40,30 @@ replaced: dict[str, Any] = {}
 def install() -> bool:
     """Use the vectorised load_stream for transformWithStateInPandas input; True when installed."""
     try:
-        import pyspark
         from pyspark.sql.pandas.serializers import TransformWithStateInPandasInitStateSerializer as InitSerializer
         from pyspark.sql.pandas.serializers import TransformWithStateInPandasSerializer as Serializer
     except ImportError:  # pragma: no cover - planning without PySpark's worker side
         return False
-    if not pyspark.__version__.startswith(PATCHED_VERSION):
+    if not patchable():
         return False
-    for cls, method in ((Serializer, load_stream), (InitSerializer, load_stream_with_initial_state)):
-        current = cls.__dict__["load_stream"]
-        if current is not method:
-            replaced[method.__name__] = current
-            cls.load_stream = method
+    replace_method(Serializer, "load_stream", load_stream, replaced)
+    replace_method(InitSerializer, "load_stream", load_stream_with_initial_state, replaced)
     return True
+
+
+def patchable() -> bool:
+    """True on the PySpark version whose serializers' internal protocol these replacements follow."""
+    import pyspark
+
+    return pyspark.__version__.startswith(PATCHED_VERSION)
+
+
+def replace_method(cls: type, name: str, method: Any, originals: dict[str, Any]) -> None:
+    """cls.name = method, PySpark's own kept in originals under the method's name (once: a second call keeps it)."""
+    current = cls.__dict__[name]
+    if current is not method:
+        originals[method.__name__] = current
+        setattr(cls, name, method)
 
 
 def load_stream(self: Any, stream: Any) -> Iterator[tuple]:
