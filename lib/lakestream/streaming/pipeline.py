@@ -316,8 +316,8 @@ def operator_input(events: DataFrame, plan: OnlinePlan, spec: FeatureSetSpec) ->
         F.unix_millis(F.col("kafka_timestamp")).alias("kafka_timestamp"),
         F.col("kind"),
         *PASS_THROUGH_COLUMNS,
-        F.explode(F.filter(F.array(*entries), lambda e: e.isNotNull())).alias("_entry"),
-    )
+        F.explode(F.array(*entries)).alias("_entry"),
+    ).where(F.col("_entry").isNotNull())
     columns = [c.split(" ")[0].strip("`") for c in plan.input_schema_ddl().split(", ")]
     return exploded.select("*", "_entry.*").select(*columns)
 
