@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from lakestream.streaming.online_features import (
     History,
     OnlineFeatureProcessor,
     OnlinePlan,
+    SharedCopies,
     StateCache,
     Stored,
     compact,
@@ -301,6 +303,82 @@ def test_a_cached_state_is_not_used_once_the_store_has_moved_on_or_back() -> Non
             assert got[tx_id][name] == pytest.approx(want, rel=1e-12, abs=1e-9, nan_ok=True), (tx_id, name)
 
 
+def test_workers_taking_turns_load_the_copy_the_other_left(tmp_path: Path) -> None:
+    """Two workers of one machine take turns on a key (the micro-batch's tasks swapped workers): each loads the
+    copy the other left under the store's stamp instead of reading the state in full; a rolled-back store's stamp
+    has no copy left (the batch after it removed it), so the re-run reads the store; the features stay exact."""
+    spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
+    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
+    rows = random_rows(seed=5, n=400)
+    expected = reference_features(rows, spec)
+    entity, key = "customer_id", ("customer_id", 0)
+    first, second = OnlineFeatureProcessor(plan), OnlineFeatureProcessor(plan)
+    first.init(StateHandleInMemory())
+    second.init(StateHandleInMemory())
+    first.cache = StateCache(shared=SharedCopies(tmp_path / "copies"))
+    second.cache = StateCache(shared=SharedCopies(tmp_path / "copies"))
+    second.events, second.labels, second.stamp = first.events, first.labels, first.stamp  # one state store
+    got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
+
+    def run(processor: OnlineFeatureProcessor, frame: pd.DataFrame) -> None:
+        for out in processor.handleInputRows(key, iter([frame]), None):
+            for record in out[["transaction_id", *entity_features(plan, entity)]].to_dict("records"):
+                got[int(record.pop("transaction_id"))].update(record)
+
+    frames = operator_frames(rows, plan, entity, batches=6)
+    run(first, frames[0])  # a new key: a miss
+    run(first, frames[1])  # its own copy
+    run(second, frames[2])  # the copy first left
+    run(first, frames[3])  # first's own copy is old: the copy second left
+    committed = (list(first.events.rows), list(first.labels.rows), first.stamp.value)
+    run(first, frames[4])
+    first.events.rows, first.labels.rows, first.stamp.value = committed  # the batch failed: the store rolls back
+    run(first, frames[4])  # no copy under the old stamp any more: a full read
+    run(first, frames[5])
+    assert (first.cache.hits, first.cache.misses, first.cache.shared_hits) == (4, 2, 1)
+    assert (second.cache.hits, second.cache.misses, second.cache.shared_hits) == (1, 0, 1)
+    assert [path.name for path in (tmp_path / "copies").iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.npz"]
+    for tx_id, values in expected.items():
+        for name in entity_features(plan, entity):
+            want = float("nan") if values[name] is None else values[name]
+            assert got[tx_id][name] == pytest.approx(want, rel=1e-12, abs=1e-9, nan_ok=True), (tx_id, name)
+
+
+def test_shared_copies_round_trip_are_swept_and_never_fail_a_batch(tmp_path: Path) -> None:
+    import os
+
+    ids = np.arange(5, dtype=np.int64)
+    entry = Cached(7, Stored(ids, ids + 1, ids + 2, np.ones((5, 2)), ids[:2], 3), 1234)
+    copies = SharedCopies(tmp_path / "copies")
+    copies.save(("terminal_id", 3), entry)
+    loaded = copies.load(("terminal_id", 3), 7)
+    assert (loaded.stamp, loaded.written_ms, loaded.stored.chunks) == (7, 1234, 3)
+    wanted = (*entry.stored.events(), ids[:2])
+    for mine, theirs in zip((*loaded.stored.events(), loaded.stored.known_ids), wanted, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert copies.load(("terminal_id", 3), 8) is None  # another stamp
+    assert copies.load(("terminal_id", 4), 7) is None  # another key
+
+    stale = copies.path(("customer_id", 1), 5)
+    stale.write_bytes(b"left by a stopped query")
+    os.utime(stale, (0, 0))
+    copies.swept_at = None
+    copies.save(("terminal_id", 3), replace(entry, stamp=9))
+    assert not stale.exists()
+
+    unwritable = SharedCopies(tmp_path / "a-file")
+    (tmp_path / "a-file").write_text("not a folder")
+    unwritable.save(("terminal_id", 3), entry)  # logged, not raised
+    assert unwritable.failed_writes == 1
+    assert unwritable.load(("terminal_id", 3), 7) is None
+
+    cache = StateCache(max_bytes=entry.stored.nbytes, shared=copies)
+    cache.put(("a",), entry)
+    cache.put(("b",), replace(entry, stamp=11))  # evicts "a", and its copy
+    assert copies.load(("a",), 7) is None
+    assert copies.load(("b",), 11) is not None
+
+
 def test_a_cached_state_is_read_again_halfway_to_its_ttl() -> None:
     """The cache knows when a state was last rewritten whole; past half the TTL it reads the store (elements may
     be expiring there) and rewrites it."""
@@ -407,6 +485,7 @@ def test_compaction_drops_an_entity_gone_quiet_once_past_retention_and_skew(skew
     plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=3600, buckets=1, partition_skew_seconds=skew)
     processor = OnlineFeatureProcessor(plan)
     processor.init(StateHandleInMemory())
+    with_own_cache(processor)  # not the process's, whose copies go to the machine's shared folder
     quiet_at = 1_600_000_000
     horizon = quiet_at + plan.retention_seconds + (skew or 0)
 

@@ -424,8 +424,9 @@ class StreamingConfig(StrictModel):
     max_message_bytes: int = Field(default=65_536, gt=0)  # larger Kafka values are dead-lettered as oversized
     shuffle_partitions: int = Field(default=2, ge=1)  # partitions of the state store and of each batch
     state_buckets: int = Field(default=16, ge=1)  # state keys per entity (ids hash into them); fixed per checkpoint
-    # decoded online state a Python worker keeps between micro-batches (StateCache), per worker; 0: read it all back
-    # from the state store every batch
+    # decoded online state a Python worker keeps between micro-batches (StateCache), per worker, and leaves in shared
+    # memory for the machine's other workers (SharedCopies, /dev/shm); 0: read it all back from the state store
+    # every batch
     state_cache_mb: int = Field(default=512, ge=0)
     scores_table: str = "stream_scores"  # gold.<name>
     metrics_table: str = "stream_metrics"  # gold.<name>
