@@ -263,10 +263,16 @@ def test_a_warm_start_from_the_initial_state_gives_the_features_of_a_stream_that
         assert (processor.cache.hits, processor.cache.misses) == (3, 1)
 
 
-def test_a_cached_state_is_not_used_once_the_store_has_moved_on_or_back() -> None:
-    """Two workers take turns on one key (each sees the other's writes), and a batch is re-run after its state
-    was rolled back (a failed task): every batch gives the reference's features, and each of those turns is a
-    full read of the state, not the worker's copy."""
+@pytest.mark.parametrize(
+    ("shared", "first_counts", "second_counts"), [(False, (3, 3, 0), (0, 1, 0)), (True, (4, 2, 1), (1, 0, 1))]
+)
+def test_workers_taking_turns_on_a_key(
+    tmp_path: Path, shared: bool, first_counts: tuple[int, int, int], second_counts: tuple[int, int, int]
+) -> None:
+    """Two workers take turns on one key (a micro-batch's tasks swapped workers), and a batch is re-run after its
+    state was rolled back (a failed task): every batch gives the reference's features. Without shared copies each
+    turn is a full read of the state; with them, a worker loads the copy the other left under the store's stamp.
+    The rolled-back stamp has no copy any more (the batch after it removed it): the re-run reads the store."""
     spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
     plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
     rows = random_rows(seed=5, n=400)
@@ -275,48 +281,8 @@ def test_a_cached_state_is_not_used_once_the_store_has_moved_on_or_back() -> Non
     first, second = OnlineFeatureProcessor(plan), OnlineFeatureProcessor(plan)
     first.init(StateHandleInMemory())
     second.init(StateHandleInMemory())
-    with_own_cache(first)
-    with_own_cache(second)
-    second.events, second.labels, second.stamp = first.events, first.labels, first.stamp  # one state store
-    got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
-
-    def run(processor: OnlineFeatureProcessor, frame: pd.DataFrame) -> None:
-        for out in processor.handleInputRows(key, iter([frame]), None):
-            for record in out[["transaction_id", *entity_features(plan, entity)]].to_dict("records"):
-                got[int(record.pop("transaction_id"))].update(record)
-
-    frames = operator_frames(rows, plan, entity, batches=6)
-    run(first, frames[0])
-    run(first, frames[1])  # a hit
-    run(second, frames[2])  # a full read: second never saw the key
-    run(first, frames[3])  # first's copy is two versions old: a full read
-    committed = (list(first.events.rows), list(first.labels.rows), first.stamp.value)
-    run(first, frames[4])  # a hit
-    first.events.rows, first.labels.rows, first.stamp.value = committed  # the batch failed: the store rolls back
-    run(first, frames[4])  # the re-run: first's copy is of the failed attempt, a full read
-    run(first, frames[5])  # a hit again
-    assert (first.cache.hits, first.cache.misses) == (3, 3)
-    assert (second.cache.hits, second.cache.misses) == (0, 1)
-    for tx_id, values in expected.items():
-        for name in entity_features(plan, entity):
-            want = float("nan") if values[name] is None else values[name]
-            assert got[tx_id][name] == pytest.approx(want, rel=1e-12, abs=1e-9, nan_ok=True), (tx_id, name)
-
-
-def test_workers_taking_turns_load_the_copy_the_other_left(tmp_path: Path) -> None:
-    """Two workers of one machine take turns on a key (the micro-batch's tasks swapped workers): each loads the
-    copy the other left under the store's stamp instead of reading the state in full; a rolled-back store's stamp
-    has no copy left (the batch after it removed it), so the re-run reads the store; the features stay exact."""
-    spec = load_feature_set(FEATURES_DIR / "fraud_v1.yaml")
-    plan = OnlinePlan.from_spec(spec, allowed_lateness_seconds=0, buckets=1)
-    rows = random_rows(seed=5, n=400)
-    expected = reference_features(rows, spec)
-    entity, key = "customer_id", ("customer_id", 0)
-    first, second = OnlineFeatureProcessor(plan), OnlineFeatureProcessor(plan)
-    first.init(StateHandleInMemory())
-    second.init(StateHandleInMemory())
-    first.cache = StateCache(shared=SharedCopies(tmp_path / "copies"))
-    second.cache = StateCache(shared=SharedCopies(tmp_path / "copies"))
+    for processor in (first, second):
+        processor.cache = StateCache(shared=SharedCopies(tmp_path / "copies") if shared else None)
     second.events, second.labels, second.stamp = first.events, first.labels, first.stamp  # one state store
     got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
 
@@ -328,16 +294,17 @@ def test_workers_taking_turns_load_the_copy_the_other_left(tmp_path: Path) -> No
     frames = operator_frames(rows, plan, entity, batches=6)
     run(first, frames[0])  # a new key: a miss
     run(first, frames[1])  # its own copy
-    run(second, frames[2])  # the copy first left
-    run(first, frames[3])  # first's own copy is old: the copy second left
+    run(second, frames[2])  # second never saw the key: a full read, or the copy first left
+    run(first, frames[3])  # first's own copy is old: a full read, or the copy second left
     committed = (list(first.events.rows), list(first.labels.rows), first.stamp.value)
-    run(first, frames[4])
+    run(first, frames[4])  # its own copy
     first.events.rows, first.labels.rows, first.stamp.value = committed  # the batch failed: the store rolls back
-    run(first, frames[4])  # no copy under the old stamp any more: a full read
-    run(first, frames[5])
-    assert (first.cache.hits, first.cache.misses, first.cache.shared_hits) == (4, 2, 1)
-    assert (second.cache.hits, second.cache.misses, second.cache.shared_hits) == (1, 0, 1)
-    assert [path.name for path in (tmp_path / "copies").iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.npz"]
+    run(first, frames[4])  # the re-run: first's copy is of the failed attempt, a full read
+    run(first, frames[5])  # its own copy again
+    assert (first.cache.hits, first.cache.misses, first.cache.shared_hits) == first_counts
+    assert (second.cache.hits, second.cache.misses, second.cache.shared_hits) == second_counts
+    if shared:  # one copy left: the key's current state's
+        assert [p.name for p in (tmp_path / "copies").iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.npz"]
     for tx_id, values in expected.items():
         for name in entity_features(plan, entity):
             want = float("nan") if values[name] is None else values[name]
