@@ -564,7 +564,7 @@ class StateCache:
         if dropped is not None:
             self.bytes -= dropped.stored.nbytes
         if self.shared is not None:
-            for stamp in {getattr(dropped, "stamp", None), replaces} - {None}:
+            for stamp in {dropped.stamp if dropped is not None else None, replaces} - {None}:
                 self.shared.remove(key, stamp)
 
 
@@ -664,15 +664,15 @@ class OnlineFeatureProcessor(StatefulProcessor):
     def _load(self, key: tuple, now_ms: int) -> tuple[Stored, int | None, int | None]:
         """The key's state, when all of it was last written (None: read in full, unknown) and the stamp the store
         holds for it (None without a cache: not read)."""
+        stamp = None
         if self.cache is not None:
             value = self.stamp.get()
             stamp = None if value is None else int(value[0])
             hit = self.cache.get(key, stamp, now_ms=now_ms, ttl_ms=self.ttl_ms)
             if hit is not None:
                 return hit.stored, hit.written_ms, stamp
-            return read_state(self.events.get(), self.labels.get(), self.width), None, stamp
         # get() of a missing list is empty: no exists() round trips to the state server
-        return read_state(self.events.get(), self.labels.get(), self.width), None, None
+        return read_state(self.events.get(), self.labels.get(), self.width), None, stamp
 
     def _remember(
         self, key: tuple, stored: Stored, written_ms: int | None, *, changed: bool, replaces: int | None
