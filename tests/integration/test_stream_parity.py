@@ -13,6 +13,7 @@ from stream_harness import stream_config, train_champion
 from lakestream.io.delta import read_delta
 from lakestream.io.kafka import spark_kafka_options
 from lakestream.registry.models import CHAMPION, load_model_version, resolve_version
+from lakestream.streaming.online_features import SharedCopies, copies_scope
 from lakestream.streaming.parity import compare_with_batch, parity_holds
 from lakestream.streaming.pipeline import BOOTSTRAP_FOLDER, metrics_path, scores_path
 from lakestream.streaming.replay import replay_span
@@ -36,6 +37,11 @@ def parity_run(spark: SparkSession, training_lake: TrainingLake, kafka_broker: L
     assert sent["transactions"] > 5000
     summary = run_stream(spark, config, available_now=True, bootstrap_until=WARM_UNTIL)
     assert summary["batches"] >= 3  # the rate limit splits the replay into several micro-batches
+    # the Python workers left their states for each other in shared memory; the stopped query's are gone
+    query = config.streaming.query_name
+    copies = SharedCopies.on_this_machine(copies_scope(query, config.checkpoint_path(query)))
+    assert summary["state_copies_removed"] > 0
+    assert not copies.root.exists()
     return config
 
 

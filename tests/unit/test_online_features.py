@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from lakestream.streaming.online_features import (
     StateCache,
     Stored,
     compact,
+    copies_scope,
     member,
     time_then_id_order,
     window_features,
@@ -281,8 +283,9 @@ def test_workers_taking_turns_on_a_key(
     first, second = OnlineFeatureProcessor(plan), OnlineFeatureProcessor(plan)
     first.init(StateHandleInMemory())
     second.init(StateHandleInMemory())
+    copies = SharedCopies(tmp_path / "copies", "the-query")
     for processor in (first, second):
-        processor.cache = StateCache(shared=SharedCopies(tmp_path / "copies") if shared else None)
+        processor.cache = StateCache(shared=copies if shared else None)
     second.events, second.labels, second.stamp = first.events, first.labels, first.stamp  # one state store
     got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
 
@@ -304,7 +307,7 @@ def test_workers_taking_turns_on_a_key(
     assert (first.cache.hits, first.cache.misses, first.cache.shared_hits) == first_counts
     assert (second.cache.hits, second.cache.misses, second.cache.shared_hits) == second_counts
     if shared:  # one copy left: the key's current state's
-        assert [p.name for p in (tmp_path / "copies").iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.npz"]
+        assert [p.name for p in copies.root.iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.npz"]
     for tx_id, values in expected.items():
         for name in entity_features(plan, entity):
             want = float("nan") if values[name] is None else values[name]
@@ -316,7 +319,7 @@ def test_shared_copies_round_trip_are_swept_and_never_fail_a_batch(tmp_path: Pat
 
     ids = np.arange(5, dtype=np.int64)
     entry = Cached(7, Stored(ids, ids + 1, ids + 2, np.ones((5, 2)), ids[:2], 3), 1234)
-    copies = SharedCopies(tmp_path / "copies")
+    copies = SharedCopies(tmp_path / "copies", "the-query")
     copies.save(("terminal_id", 3), entry)
     loaded = copies.load(("terminal_id", 3), 7)
     assert (loaded.stamp, loaded.written_ms, loaded.stored.chunks) == (7, 1234, 3)
@@ -327,13 +330,14 @@ def test_shared_copies_round_trip_are_swept_and_never_fail_a_batch(tmp_path: Pat
     assert copies.load(("terminal_id", 4), 7) is None  # another key
 
     stale = copies.path(("customer_id", 1), 5)
-    stale.write_bytes(b"left by a stopped query")
+    stale.write_bytes(b"left by a query killed an hour ago")
     os.utime(stale, (0, 0))
     copies.swept_at = None
     copies.save(("terminal_id", 3), replace(entry, stamp=9))
     assert not stale.exists()
+    assert copies.load(("terminal_id", 3), 9) is not None
 
-    unwritable = SharedCopies(tmp_path / "a-file")
+    unwritable = SharedCopies(tmp_path / "a-file", "the-query")
     (tmp_path / "a-file").write_text("not a folder")
     unwritable.save(("terminal_id", 3), entry)  # logged, not raised
     assert unwritable.failed_writes == 1
@@ -344,6 +348,35 @@ def test_shared_copies_round_trip_are_swept_and_never_fail_a_batch(tmp_path: Pat
     cache.put(("b",), replace(entry, stamp=11))  # evicts "a", and its copy
     assert copies.load(("a",), 7) is None
     assert copies.load(("b",), 11) is not None
+
+
+def test_a_query_folder_of_copies_is_cleared_and_stale_ones_of_other_queries_swept(tmp_path: Path) -> None:
+    """The driver empties its query's folder at start and after a stop; a start also removes the copies other
+    queries left untouched for an hour (a killed stream's), with their folders once empty."""
+    import os
+
+    ids = np.arange(3, dtype=np.int64)
+    entry = Cached(7, Stored(ids, ids, ids, np.ones((3, 1)), ids[:0], 1), 0)
+    ours, running, killed = (SharedCopies(tmp_path, scope) for scope in ("ours", "running", "killed"))
+    for copies in (ours, running, killed):
+        copies.swept_at = time.monotonic()  # no sweep from a worker's write here
+        copies.save(("customer_id", 0), entry)
+        copies.save(("customer_id", 1), entry)
+    for path in killed.root.iterdir():
+        os.utime(path, (0, 0))
+    os.utime(running.path(("customer_id", 0), 7), (0, 0))  # a key of a running query gone quiet for an hour
+    assert ours.clear() == 2
+    assert not ours.root.exists()
+    assert ours.sweep() == 3
+    assert not killed.root.exists()
+    assert [p.name for p in running.root.iterdir()] == ["customer_id-1.7.npz"]
+    assert ours.clear() == 0  # nothing there: no error
+    ours.save(("customer_id", 0), entry)  # a later run of the query makes its folder again
+    assert ours.load(("customer_id", 0), 7) is not None
+
+    scopes = {copies_scope("score-transactions", tmp_path / name) for name in ("a", "b", "a")}
+    assert len(scopes) == 2
+    assert all(scope.startswith("score-transactions-") and "/" not in scope for scope in scopes)
 
 
 def test_a_cached_state_is_read_again_halfway_to_its_ttl() -> None:
@@ -402,8 +435,16 @@ def test_the_cache_size_comes_from_the_query_and_zero_turns_it_off() -> None:
         on.init(StateHandleInMemory())
         assert on.cache is WORKER_CACHE
         assert WORKER_CACHE.max_bytes == 64 << 20
+        assert WORKER_CACHE.shared is None  # no query folder named: no shared copies
+        sharing = OnlineFeatureProcessor(plan, copies_scope="q-1")
+        sharing.init(StateHandleInMemory())
+        copies = WORKER_CACHE.shared
+        assert copies.root == SharedCopies.machine_folder() / "q-1"
+        sharing.init(StateHandleInMemory())  # the query's next task in this worker: the same copies (and sweep time)
+        assert WORKER_CACHE.shared is copies
     finally:
         WORKER_CACHE.resize(saved)
+        WORKER_CACHE.share(None)
 
 
 def test_a_small_window_stddev_stays_exact_after_a_long_history() -> None:

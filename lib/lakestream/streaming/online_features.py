@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -417,7 +418,8 @@ class Cached:
 
 class SharedCopies:
     """The keys' states as the Python workers of this machine last wrote them, one file per key named by its stamp,
-    in shared memory (``/dev/shm``, else the temporary folder): for the worker that did not write a key last.
+    in shared memory (``/dev/shm``, else the temporary folder), in a folder per query (``scope``): for the worker
+    that did not write a key last.
 
     A micro-batch's operator tasks take the executor's idle Python workers in the order they were released, so about
     every other micro-batch each task got the worker that had processed the other task's keys: a latency run at
@@ -425,30 +427,37 @@ class SharedCopies:
     then read in full from the state store (pickled row by row by the JVM's state server) and rewritten, and those
     batches' operator step took 832 ms against 566 ms (medians). A copy is only used under the stamp the store holds
     for its key, so one left by a failed batch, a rolled-back store or another query is never taken for current;
-    a copy that cannot be written or read is a miss, never an error. Copies no worker replaced for
-    ``STALE_AFTER_SECONDS`` (those of stopped queries, keys gone quiet) are removed by the next worker that writes
-    one, at most every ``SWEEP_EVERY_SECONDS``: the folder holds about one copy per key of the running queries.
+    a copy that cannot be written or read is a miss, never an error.
+
+    The stream's driver empties its query's folder when the query starts and after it stops (``clear``). Copies
+    nobody replaced for ``STALE_AFTER_SECONDS`` in any query's folder (those of a killed stream, or of an executor
+    machine the driver is not on) are removed by the next worker that writes one, at most every
+    ``SWEEP_EVERY_SECONDS``, and by every stream start (``sweep``).
     """
 
     STALE_AFTER_SECONDS = 3600
     SWEEP_EVERY_SECONDS = 600
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, base: Path, scope: str = "default") -> None:
+        self.base = base
+        self.root = base / scope
         self.failed_writes = 0
         self.swept_at: float | None = None  # time.monotonic() of this process's last sweep
 
-    @classmethod
-    def on_this_machine(cls) -> SharedCopies:
-        """The folder every Python worker of this user on this machine uses."""
+    @staticmethod
+    def machine_folder() -> Path:
+        """The folder of every Python worker of this user on this machine (a folder per query in it)."""
         base = Path("/dev/shm")
         if not (base.is_dir() and os.access(base, os.W_OK)):
             base = Path(tempfile.gettempdir())
-        return cls(base / f"lakestream-state-cache-{os.getuid()}")
+        return base / f"lakestream-state-cache-{os.getuid()}"
+
+    @classmethod
+    def on_this_machine(cls, scope: str) -> SharedCopies:
+        return cls(cls.machine_folder(), scope)
 
     def path(self, key: tuple, stamp: int) -> Path:
-        name = re.sub(r"[^A-Za-z0-9_.=-]", "_", "-".join(str(part) for part in key))
-        return self.root / f"{name}.{stamp}.npz"
+        return self.root / f"{_file_name('-'.join(str(part) for part in key))}.{stamp}.npz"
 
     def save(self, key: tuple, entry: Cached) -> None:
         """Leave entry as the copy of key under its stamp (written to a temporary name, then renamed)."""
@@ -467,13 +476,17 @@ class SharedCopies:
                     meta=np.array([entry.written_ms, stored.chunks], dtype=np.int64),
                 )
             partial.replace(path)
-            self._sweep()
         except OSError as error:  # a full or missing shared folder: the other worker reads the store instead
             self.failed_writes += 1
             if self.failed_writes == 1:
                 logger.warning("state copies for other Python workers cannot be written to %s: %s", self.root, error)
             with contextlib.suppress(OSError):
                 partial.unlink()
+            return
+        now = time.monotonic()
+        if self.swept_at is None or now - self.swept_at >= self.SWEEP_EVERY_SECONDS:
+            self.swept_at = now
+            self.sweep()
 
     def load(self, key: tuple, stamp: int) -> Cached | None:
         """The copy of key under stamp, or None when no worker left one."""
@@ -489,17 +502,39 @@ class SharedCopies:
         with contextlib.suppress(OSError):
             self.path(key, stamp).unlink()
 
-    def _sweep(self) -> None:
-        """Remove the copies (and partial writes) nobody replaced for STALE_AFTER_SECONDS."""
-        now = time.monotonic()
-        if self.swept_at is not None and now - self.swept_at < self.SWEEP_EVERY_SECONDS:
-            return
-        self.swept_at = now
+    def clear(self) -> int:
+        """Remove this query's folder (no worker of the query runs); the number of copies it held."""
+        return self._remove(self.root, older_than=None)
+
+    def sweep(self) -> int:
+        """Remove the copies (and partial writes) of any query that nobody replaced for STALE_AFTER_SECONDS, and
+        the folders left empty; the number removed."""
         oldest = time.time() - self.STALE_AFTER_SECONDS
-        for path in self.root.iterdir():
-            with contextlib.suppress(OSError):  # another worker may remove or replace it meanwhile
-                if path.stat().st_mtime < oldest:
-                    path.unlink()
+        with contextlib.suppress(OSError):
+            return sum(self._remove(folder, older_than=oldest) for folder in self.base.iterdir() if folder.is_dir())
+        return 0
+
+    @staticmethod
+    def _remove(folder: Path, *, older_than: float | None) -> int:
+        removed = 0
+        with contextlib.suppress(OSError):
+            for path in folder.iterdir():
+                with contextlib.suppress(OSError):  # another worker may remove or replace it meanwhile
+                    if older_than is None or path.stat().st_mtime < older_than:
+                        path.unlink()
+                        removed += 1
+            folder.rmdir()  # refused while a worker still writes to it
+        return removed
+
+
+def copies_scope(query_name: str, checkpoint: Path) -> str:
+    """The name of a query's folder of shared copies: its name and a digest of its checkpoint (one run at a time)."""
+    digest = hashlib.sha1(str(checkpoint.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
+    return f"{_file_name(query_name)}-{digest}"
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", text)
 
 
 class StateCache:
@@ -548,6 +583,11 @@ class StateCache:
             self.shared.save(key, entry)
         self._evict()
 
+    def share(self, copies: SharedCopies | None) -> None:
+        """Leave and look up copies in `copies`' folder from now on (the query's; None: no sharing)."""
+        if copies is None or self.shared is None or self.shared.root != copies.root:
+            self.shared = copies
+
     def resize(self, max_bytes: int) -> None:
         """Hold at most max_bytes from now on (the query's setting: streaming.state_cache_mb)."""
         self.max_bytes = max_bytes
@@ -568,7 +608,7 @@ class StateCache:
                 self.shared.remove(key, stamp)
 
 
-WORKER_CACHE = StateCache(shared=SharedCopies.on_this_machine())
+WORKER_CACHE = StateCache()
 
 
 def new_stamp() -> int:
@@ -607,13 +647,18 @@ class OnlineFeatureProcessor(StatefulProcessor):
     With ``cache`` (a worker's ``StateCache``), a key whose state this worker wrote last is not read back from
     the store: every change of a key's state writes a new random ``stamp`` with it, and the cached copy is used
     only under the same stamp. A key read in full is compacted in the same batch (rewritten with ``put``), so
-    the cache knows when each of its elements was written and stops trusting them halfway to their TTL.
+    the cache knows when each of its elements was written and stops trusting them halfway to their TTL. With
+    ``copies_scope`` (the query's, ``copies_scope()``), the cache also leaves each state it writes for the other
+    workers of the machine, in that query's folder of ``SharedCopies``.
     """
 
-    def __init__(self, plan: OnlinePlan, *, cache_bytes: int = CACHE_MAX_BYTES) -> None:
+    def __init__(
+        self, plan: OnlinePlan, *, cache_bytes: int = CACHE_MAX_BYTES, copies_scope: str | None = None
+    ) -> None:
         self.plan = plan
         self.width = len(plan.value_columns)
         self.cache_bytes = cache_bytes
+        self.copies_scope = copies_scope
 
     def init(self, handle: Any) -> None:
         """Declare the two list states and the stamp, with a processing-time TTL of the retention."""
@@ -624,6 +669,8 @@ class OnlineFeatureProcessor(StatefulProcessor):
         self.cache = WORKER_CACHE if self.cache_bytes > 0 else None
         if self.cache is not None:
             self.cache.resize(self.cache_bytes)
+            scope = self.copies_scope
+            self.cache.share(None if scope is None else SharedCopies.on_this_machine(scope))
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:  # noqa: N802, N803
         """New events and chargebacks of one bucket -> one output row per new event."""

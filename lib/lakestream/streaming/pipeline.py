@@ -45,6 +45,8 @@ from lakestream.streaming.online_features import (
     TX,
     OnlineFeatureProcessor,
     OnlinePlan,
+    SharedCopies,
+    copies_scope,
 )
 from lakestream.streaming.replay import transaction_fields
 
@@ -333,16 +335,18 @@ def online_features(
     initial_state: DataFrame | None = None,
     *,
     cache_bytes: int = CACHE_MAX_BYTES,
+    copies_scope: str | None = None,
 ) -> DataFrame:
     """The stateful operator: per (entity, bucket of entity ids), append-only state with TTL, RocksDB state store;
-    each Python worker keeps up to `cache_bytes` of the decoded state between micro-batches (0: none)."""
+    each Python worker keeps up to `cache_bytes` of the decoded state between micro-batches (0: none), and with
+    `copies_scope` leaves it for the machine's other workers in that folder of shared copies."""
 
     def by_bucket(frame: DataFrame) -> GroupedData:
         return frame.withColumn("bucket", F.pmod(F.col("entity_id"), F.lit(plan.buckets))).groupBy("entity", "bucket")
 
     initial = by_bucket(initial_state) if initial_state is not None else None
     return by_bucket(rows).transformWithStateInPandas(
-        statefulProcessor=OnlineFeatureProcessor(plan, cache_bytes=cache_bytes),
+        statefulProcessor=OnlineFeatureProcessor(plan, cache_bytes=cache_bytes, copies_scope=copies_scope),
         outputStructType=plan.output_schema(),
         outputMode="Append",
         timeMode="ProcessingTime",
@@ -1089,6 +1093,15 @@ class StreamHandles:
 
     scoring: StreamingQuery
     writer: BatchWriter
+    copies: SharedCopies | None = None  # the query's folder of the workers' shared state copies
+
+    def clear_copies(self) -> int:
+        """Remove the state copies the query's workers left on this machine once the query has stopped; how many."""
+        if self.copies is None or any(query.isActive for query in self.queries):
+            return 0
+        removed = self.copies.clear()
+        logger.info("removed %d shared state copies of the stopped query (%s)", removed, self.copies.root)
+        return removed
 
     @property
     def queries(self) -> list[StreamingQuery]:
@@ -1133,9 +1146,21 @@ def start_stream(
         else:
             logger.info("bootstrapping the online state from silver up to %s", bootstrap_until)
             initial = materialized(bootstrap_rows(spark, config, spec, plan, until=bootstrap_until), checkpoint)
+    copies = None
+    if streaming.state_cache_mb > 0:
+        # a run at a time per checkpoint: what is in the query's folder was left by an earlier run (killed, or on
+        # a failing file system); stale copies of other queries go too
+        copies = SharedCopies.on_this_machine(copies_scope(streaming.query_name, checkpoint))
+        removed = copies.clear() + copies.sweep()
+        if removed:
+            logger.info("removed %d shared state copies left by earlier runs (%s)", removed, copies.base)
     parsed = validate(kafka_source(spark, config), config)
     features = online_features(
-        operator_input(parsed, plan, spec), plan, initial, cache_bytes=streaming.state_cache_mb << 20
+        operator_input(parsed, plan, spec),
+        plan,
+        initial,
+        cache_bytes=streaming.state_cache_mb << 20,
+        copies_scope=None if copies is None else copies.root.name,
     )
     writer = BatchWriter(config, spec, plan, models)
 
@@ -1159,4 +1184,4 @@ def start_stream(
         dead_letter_path(config),
         checkpoint,
     )
-    return StreamHandles(scoring, writer)
+    return StreamHandles(scoring, writer, copies)

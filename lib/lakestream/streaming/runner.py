@@ -40,6 +40,7 @@ def run_stream(
     request.parent.mkdir(parents=True, exist_ok=True)
     request.unlink(missing_ok=True)
     stopping = {"reason": None}
+    copies_removed = 0
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopping["reason"] = signal.Signals(signum).name
@@ -71,11 +72,13 @@ def run_stream(
             signal.signal(sig, handler)
         request.unlink(missing_ok=True)
         handles.writer.close()
+        copies_removed = handles.clear_copies()
     summary = {
         "query": config.streaming.query_name,
         "batches": handles.writer.batches,
         "model_swaps": handles.writer.models.swaps,
         "stopped_by": stopping["reason"] or ("drained" if available_now else "ended"),
+        "state_copies_removed": copies_removed,
     }
     logger.info("stream stopped: %s", json.dumps(summary))
     return summary
