@@ -32,6 +32,7 @@ from lakestream.streaming.online_features import (
     time_then_id_order,
     window_features,
 )
+from lakestream.streaming.tws_output import Columns, as_pandas
 from tests.unit.feature_reference import reference_features
 from tests.unit.test_features_golden import KITCHEN_SINK
 
@@ -185,6 +186,13 @@ def with_own_cache(processor: OnlineFeatureProcessor) -> OnlineFeatureProcessor:
     return processor
 
 
+def outputs(processor: OnlineFeatureProcessor, key: tuple, frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """The frames the processor yields for one input frame (NumPy columns: the worker's output path), as DataFrames."""
+    yielded = list(processor.handleInputRows(key, iter([frame]), None))
+    assert all(isinstance(out, Columns) for out in yielded)
+    return [as_pandas(out) for out in yielded]
+
+
 def operator_frames(rows: list[dict], plan: OnlinePlan, entity: str, batches: int) -> list[pd.DataFrame]:
     """The operator's input rows of one entity in `batches` arrival chunks; every chargeback in the first one."""
     delay = plan.label_delay_seconds
@@ -228,7 +236,7 @@ def test_bucketed_processor_equals_reference(feature_set: str, cache: bool) -> N
         if cache:
             with_own_cache(processor)
         for frame in operator_frames(rows, plan, entity, batches=12):
-            for out in processor.handleInputRows((entity, 0), iter([frame]), None):
+            for out in outputs(processor, (entity, 0), frame):
                 assert (out["status"] == "ok").all()
                 mine = entity_features(plan, entity)
                 for record in out[["transaction_id", *mine]].to_dict("records"):
@@ -255,7 +263,7 @@ def test_a_warm_start_from_the_initial_state_gives_the_features_of_a_stream_that
         frames = operator_frames(rows, plan, entity, batches=6)
         processor.handleInitialState((entity, 0), pd.concat(frames[:3], ignore_index=True), None)
         for frame in frames[3:]:
-            for out in processor.handleInputRows((entity, 0), iter([frame]), None):
+            for out in outputs(processor, (entity, 0), frame):
                 assert (out["status"] == "ok").all()
                 for record in out[["transaction_id", *entity_features(plan, entity)]].to_dict("records"):
                     got.setdefault(int(record.pop("transaction_id")), {}).update(record)
@@ -290,7 +298,7 @@ def test_workers_taking_turns_on_a_key(
     got: dict[int, dict[str, float]] = {r["transaction_id"]: {} for r in rows}
 
     def run(processor: OnlineFeatureProcessor, frame: pd.DataFrame) -> None:
-        for out in processor.handleInputRows(key, iter([frame]), None):
+        for out in outputs(processor, key, frame):
             for record in out[["transaction_id", *entity_features(plan, entity)]].to_dict("records"):
                 got[int(record.pop("transaction_id"))].update(record)
 

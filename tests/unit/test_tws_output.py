@@ -93,6 +93,27 @@ def test_the_streams_frames_are_written_as_the_original_writes_them() -> None:
     assert [batch.num_rows for batch in got] == [160, 1, 0, 37]
 
 
+def test_numpy_columns_skip_pandas_and_are_written_as_the_original_writes_their_frame() -> None:
+    frames = [stream_frame(n, seed)[0] for seed, n in enumerate((160, 1, 0))]
+    _, output_type = stream_frame(1, 0)
+    expected = written(ORIGINAL, frames, output_type)
+    columns = [tws_output.frame({name: f[name].to_numpy() for name in f.columns}) for f in frames]
+    assert all(isinstance(c, tws_output.Columns) for c in columns)  # installed here: no DataFrame is built
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PandasToArrowConversion, "convert", _not_called)
+        patch.setattr(tws_output.Columns, "to_pandas", _not_called)
+        got = written(tws_output.dump_stream, columns, output_type)
+    assert [batch.num_rows for batch in got] == [160, 1, 0]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.schema == theirs.schema
+        assert mine.equals(theirs)
+    # what the one-call path refuses goes to PySpark as a DataFrame: truncated without the safe check, as before
+    small = StructType([StructField("small", T.IntegerType())])
+    too_wide = {"small": np.array([2**40], dtype=np.int64)}
+    mine = written(tws_output.dump_stream, [tws_output.Columns(too_wide)], small)
+    assert mine[0].equals(written(ORIGINAL, [pd.DataFrame(too_wide)], small)[0])
+
+
 def test_rejected_rows_nullable_integers_strings_and_bytes() -> None:
     output_type = StructType(
         [

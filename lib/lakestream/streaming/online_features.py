@@ -73,6 +73,7 @@ KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp")
 REJECTED_ENTITY = "_rejected"
 PASS_THROUGH_DDL = "topic STRING, raw BINARY, reason STRING, detail STRING"
 PASS_THROUGH_COLUMNS = tuple(column.split(" ")[0] for column in PASS_THROUGH_DDL.split(", "))
+Output = Any  # what the processor yields: tws_output.frame()'s Columns or DataFrame, or a DataFrame of rejected rows
 
 
 @dataclass(frozen=True)
@@ -672,7 +673,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
             scope = self.copies_scope
             self.cache.share(None if scope is None else SharedCopies.on_this_machine(scope))
 
-    def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:  # noqa: N802, N803
+    def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[Output]:  # noqa: N802, N803
         """New events and chargebacks of one bucket -> one output row per new event."""
         import pandas as pd
 
@@ -737,7 +738,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
             else:
                 self.cache.put(key, Cached(stamp, stored, written_ms), replaces=replaces)
 
-    def _process(self, key: tuple, frame: pd.DataFrame, *, emit: bool, now_ms: int) -> Iterator[pd.DataFrame]:
+    def _process(self, key: tuple, frame: pd.DataFrame, *, emit: bool, now_ms: int) -> Iterator[Output]:
         import pandas as pd
 
         entity = key[0]
@@ -798,7 +799,7 @@ class OnlineFeatureProcessor(StatefulProcessor):
                 columns[name] = features[:, i]
             for name in PASS_THROUGH_COLUMNS:
                 columns[name] = np.full(len(new_ids), None, dtype=object)
-            yield pd.DataFrame(columns, copy=False)
+            yield tws_output.frame(columns)
 
     def _compact(self, merged: History, entities: np.ndarray) -> Stored:
         """Rewrite the bucket as one chunk without the events older than the retention, per entity; with a

