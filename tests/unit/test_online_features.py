@@ -315,7 +315,7 @@ def test_workers_taking_turns_on_a_key(
     assert (first.cache.hits, first.cache.misses, first.cache.shared_hits) == first_counts
     assert (second.cache.hits, second.cache.misses, second.cache.shared_hits) == second_counts
     if shared:  # one copy left: the key's current state's
-        assert [p.name for p in copies.root.iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.npz"]
+        assert [p.name for p in copies.root.iterdir()] == [f"customer_id-0.{first.stamp.value[0]}.state"]
     for tx_id, values in expected.items():
         for name in entity_features(plan, entity):
             want = float("nan") if values[name] is None else values[name]
@@ -334,8 +334,13 @@ def test_shared_copies_round_trip_are_swept_and_never_fail_a_batch(tmp_path: Pat
     wanted = (*entry.stored.events(), ids[:2])
     for mine, theirs in zip((*loaded.stored.events(), loaded.stored.known_ids), wanted, strict=True):
         np.testing.assert_array_equal(mine, theirs)
+    assert all(array.flags.writeable for array in (*loaded.stored.events(), loaded.stored.known_ids))
     assert copies.load(("terminal_id", 3), 8) is None  # another stamp
     assert copies.load(("terminal_id", 4), 7) is None  # another key
+    whole = copies.path(("terminal_id", 3), 7).read_bytes()
+    for damaged in (whole[:-8], whole[:20], b"", b"\0" * 8 + whole[8:]):  # cut short, or not a copy's header
+        copies.path(("terminal_id", 5), 7).write_bytes(damaged)
+        assert copies.load(("terminal_id", 5), 7) is None
 
     stale = copies.path(("customer_id", 1), 5)
     stale.write_bytes(b"left by a query killed an hour ago")
@@ -373,11 +378,15 @@ def test_a_query_folder_of_copies_is_cleared_and_stale_ones_of_other_queries_swe
     for path in killed.root.iterdir():
         os.utime(path, (0, 0))
     os.utime(running.path(("customer_id", 0), 7), (0, 0))  # a key of a running query gone quiet for an hour
+    for name, age in (("customer_id-3.5.npz", 0), ("customer_id-4.6.npz", time.time())):  # the layout before
+        (tmp_path / name).write_bytes(b"a copy of before the folders per query")
+        os.utime(tmp_path / name, (age, age))
     assert ours.clear() == 2
     assert not ours.root.exists()
-    assert ours.sweep() == 3
+    assert ours.sweep() == 4
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["customer_id-4.6.npz"]
     assert not killed.root.exists()
-    assert [p.name for p in running.root.iterdir()] == ["customer_id-1.7.npz"]
+    assert [p.name for p in running.root.iterdir()] == ["customer_id-1.7.state"]
     assert ours.clear() == 0  # nothing there: no error
     ours.save(("customer_id", 0), entry)  # a later run of the query makes its folder again
     assert ours.load(("customer_id", 0), 7) is not None

@@ -417,6 +417,11 @@ class Cached:
     written_ms: int
 
 
+COPY_MAGIC = 0x4C53_5354_4154_4531  # a shared copy's first 8 bytes
+COPY_HEADER_BYTES = 6 * 8
+COPY_DTYPES = (np.int64, np.int64, np.int64, np.float64, np.int64)  # ts, ids, eids, values, known ids
+
+
 class SharedCopies:
     """The keys' states as the Python workers of this machine last wrote them, one file per key named by its stamp,
     in shared memory (``/dev/shm``, else the temporary folder), in a folder per query (``scope``): for the worker
@@ -458,24 +463,22 @@ class SharedCopies:
         return cls(cls.machine_folder(), scope)
 
     def path(self, key: tuple, stamp: int) -> Path:
-        return self.root / f"{_file_name('-'.join(str(part) for part in key))}.{stamp}.npz"
+        return self.root / f"{_file_name('-'.join(str(part) for part in key))}.{stamp}.state"
 
     def save(self, key: tuple, entry: Cached) -> None:
-        """Leave entry as the copy of key under its stamp (written to a temporary name, then renamed)."""
+        """Leave entry as the copy of key under its stamp (written to a temporary name, then renamed): a header
+        (COPY_MAGIC, events, known ids, values per event, written_ms, chunks) and the arrays' bytes. np.savez's zip
+        took 1.2-1.4 ms for a bucket of 25,000 events, these raw bytes 0.55 ms."""
         stored, path = entry.stored, self.path(key, entry.stamp)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        n, width = stored.values.shape
+        header = [COPY_MAGIC, n, len(stored.known_ids), width, entry.written_ms, stored.chunks]
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             with partial.open("wb") as out:
-                np.savez(
-                    out,
-                    ts=stored.ts,
-                    ids=stored.ids,
-                    eids=stored.eids,
-                    values=stored.values,
-                    known_ids=stored.known_ids,
-                    meta=np.array([entry.written_ms, stored.chunks], dtype=np.int64),
-                )
+                out.write(np.array(header, dtype=np.int64).data)
+                for array, dtype in zip((*stored.events(), stored.known_ids), COPY_DTYPES, strict=True):
+                    out.write(np.ascontiguousarray(array, dtype=dtype).data)
             partial.replace(path)
         except OSError as error:  # a full or missing shared folder: the other worker reads the store instead
             self.failed_writes += 1
@@ -490,14 +493,25 @@ class SharedCopies:
             self.sweep()
 
     def load(self, key: tuple, stamp: int) -> Cached | None:
-        """The copy of key under stamp, or None when no worker left one."""
+        """The copy of key under stamp, or None when no worker left one (or it is not a whole copy)."""
         try:
-            with np.load(self.path(key, stamp)) as copy:
-                meta = copy["meta"]
-                stored = Stored(copy["ts"], copy["ids"], copy["eids"], copy["values"], copy["known_ids"], int(meta[1]))
-        except (OSError, KeyError, ValueError):  # none under this stamp, or an unreadable one
+            with self.path(key, stamp).open("rb") as source:
+                data = bytearray(os.fstat(source.fileno()).st_size)
+                source.readinto(data)
+        except OSError:  # none under this stamp
             return None
-        return Cached(stamp, stored, int(meta[0]))
+        if len(data) < COPY_HEADER_BYTES:
+            return None
+        magic, n, known, width, written_ms, chunks = np.frombuffer(data, np.int64, 6).tolist()
+        counts = (n, n, n, n * width, known)
+        if magic != COPY_MAGIC or len(data) != COPY_HEADER_BYTES + 8 * sum(counts):
+            return None
+        arrays, offset = [], COPY_HEADER_BYTES
+        for count, dtype in zip(counts, COPY_DTYPES, strict=True):  # views of the file's bytes, this worker's own
+            arrays.append(np.frombuffer(data, dtype, count, offset))
+            offset += 8 * count
+        ts, ids, eids, values, known_ids = arrays
+        return Cached(stamp, Stored(ts, ids, eids, values.reshape(n, width), known_ids, chunks), written_ms)
 
     def remove(self, key: tuple, stamp: int) -> None:
         with contextlib.suppress(OSError):
@@ -509,23 +523,30 @@ class SharedCopies:
 
     def sweep(self) -> int:
         """Remove the copies (and partial writes) of any query that nobody replaced for STALE_AFTER_SECONDS, and
-        the folders left empty; the number removed."""
-        oldest = time.time() - self.STALE_AFTER_SECONDS
+        the folders left empty; the number removed. Files in the machine folder itself (copies of before the
+        folders per query) go the same way."""
+        oldest, removed = time.time() - self.STALE_AFTER_SECONDS, 0
         with contextlib.suppress(OSError):
-            return sum(self._remove(folder, older_than=oldest) for folder in self.base.iterdir() if folder.is_dir())
-        return 0
+            for entry in self.base.iterdir():
+                removed += self._remove(entry, older_than=oldest) if entry.is_dir() else _unlink(entry, oldest)
+        return removed
 
     @staticmethod
     def _remove(folder: Path, *, older_than: float | None) -> int:
         removed = 0
         with contextlib.suppress(OSError):
-            for path in folder.iterdir():
-                with contextlib.suppress(OSError):  # another worker may remove or replace it meanwhile
-                    if older_than is None or path.stat().st_mtime < older_than:
-                        path.unlink()
-                        removed += 1
+            removed = sum(_unlink(path, older_than) for path in folder.iterdir())
             folder.rmdir()  # refused while a worker still writes to it
         return removed
+
+
+def _unlink(path: Path, older_than: float | None) -> int:
+    """1 when path was removed (modified before older_than, or any time with None), else 0."""
+    with contextlib.suppress(OSError):  # another worker may remove or replace it meanwhile
+        if older_than is None or path.stat().st_mtime < older_than:
+            path.unlink()
+            return 1
+    return 0
 
 
 def copies_scope(query_name: str, checkpoint: Path) -> str:
