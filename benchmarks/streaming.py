@@ -254,8 +254,8 @@ def throughput(spark, config, *, days: int, batch: int) -> dict:
         "first_batch_seconds_with_bootstrap": round(float(metrics["duration_ms"].iloc[0]) / 1000, 2),
         "batch_seconds_median": round(float(metrics["duration_ms"].median()) / 1000, 2),
         "parity_with_batch": parity,
-        "state_rows_final": int(metrics["state_rows"].dropna().iloc[-1])
-        if metrics["state_rows"].notna().any()
+        "state_bytes_final": int(metrics["state_bytes"].dropna().iloc[-1])
+        if metrics["state_bytes"].notna().any()
         else None,
     }
 

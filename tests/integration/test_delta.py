@@ -127,3 +127,38 @@ def test_local_files_are_written_through_the_nio_file_system(spark: SparkSession
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
     for folder in table.glob("day=*"):
         assert folder.stat().st_mode & 0o777 == 0o777 & ~umask, folder
+
+
+def test_link_status_without_a_readlink_process(spark: SparkSession, tmp_path: Path) -> None:
+    """FileContext's link status (asked before every checkpoint rename) comes from java.nio: a file's own status, a
+    missing path not found, a symbolic link as Hadoop's own file system tells it; a rename over a file works."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(jvm.java.net.URI("file:///"), conf)
+    (tmp_path / "data").write_bytes(b"12345")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+
+    def hadoop_path(name: str):
+        return jvm.org.apache.hadoop.fs.Path(f"file:{tmp_path / name}")
+
+    plain = context.getFileLinkStatus(hadoop_path("data"))
+    assert plain.isFile()
+    assert not plain.isSymlink()
+    assert plain.getLen() == 5
+    hadoops = jvm.org.apache.hadoop.fs.RawLocalFileSystem()
+    hadoops.initialize(jvm.java.net.URI("file:///"), conf)
+    link, expected = context.getFileLinkStatus(hadoop_path("link")), hadoops.getFileLinkStatus(hadoop_path("link"))
+    assert (link.isSymlink(), link.isFile(), link.getLen()) == (
+        expected.isSymlink(),
+        expected.isFile(),
+        expected.getLen(),
+    )
+    with pytest.raises(Py4JJavaError, match="FileNotFoundException"):
+        context.getFileLinkStatus(hadoop_path("missing"))
+    (tmp_path / "new").write_bytes(b"123")
+    overwrite = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
+    renames = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
+    renames[0] = overwrite
+    context.rename(hadoop_path("new"), hadoop_path("data"), renames)
+    assert (tmp_path / "data").read_bytes() == b"123"
+    assert not (tmp_path / "new").exists()

@@ -502,7 +502,8 @@ class BatchWriter:
     plan: OnlinePlan
     models: ModelWatcher
     high_water: dict[int, int] | None = None  # Kafka partition -> newest event second scored (lateness reference)
-    state_rows: int | None = None  # from the latest query progress, set by the driver loop
+    state_rows: int | None = None  # from the latest query progress (if the store counts them), set by the driver loop
+    state_bytes: int | None = None  # the same progress's state size (lakestream.streaming.runner.state_bytes)
     batches: int = 0
     steps: dict[str, int] = field(default_factory=dict)  # ms per step of the current batch
     producer: KafkaProducer | None = None  # alerts from the driver (built on the first batch with alerts)
@@ -648,6 +649,7 @@ class BatchWriter:
             "latency_p95_ms": latency["p95"],
             "latency_p99_ms": latency["p99"],
             "state_rows": self.state_rows,
+            "state_bytes": self.state_bytes,
             "model_name": model.name,
             "model_version": model.version,
             "registry_ok": self.models.registry_ok,
@@ -762,6 +764,7 @@ def metrics_schema() -> StructType:
         "latency_p95_ms",
         "latency_p99_ms",
         "state_rows",
+        "state_bytes",
     )
     return StructType(
         [

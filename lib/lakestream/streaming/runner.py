@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Spark's setting that makes a RocksDB state store count its rows (off in Lakestream's sessions: lakestream.spark)
+ROWS_COUNTED = "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows"
+
 
 def stop_file(config: LakestreamConfig) -> Path:
     """Touching this file asks a running stream to stop after its current micro-batch."""
@@ -47,6 +50,7 @@ def run_stream(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     handles = start_stream(spark, config, available_now=available_now, bootstrap_until=bootstrap_until)
+    rows_counted = spark.conf.get(ROWS_COUNTED, "true").strip().lower() == "true"
     started, last_log = time.monotonic(), time.monotonic()
     try:
         while any(q.isActive for q in handles.queries):
@@ -57,7 +61,7 @@ def run_stream(
                 stopping["reason"] = "stop file"
             if max_seconds is not None and time.monotonic() - started > max_seconds:
                 stopping["reason"] = f"max {max_seconds:g} s"
-            _note_state_rows(handles)
+            _note_state_size(handles, rows_counted=rows_counted)
             if stopping["reason"]:
                 _graceful_stop(handles, stopping["reason"])
                 break
@@ -94,10 +98,21 @@ def _graceful_stop(handles: StreamHandles, reason: str) -> None:
         query.stop()
 
 
-def _note_state_rows(handles: StreamHandles) -> None:
+def _note_state_size(handles: StreamHandles, *, rows_counted: bool) -> None:
+    """The latest progress's state size for the next metrics row: its bytes, and its rows if the store counts them
+    (a RocksDB store that does not reports 0)."""
     progress = handles.scoring.lastProgress
     if progress and progress.get("stateOperators"):
-        handles.writer.state_rows = int(sum(op.get("numRowsTotal", 0) for op in progress["stateOperators"]))
+        operators = progress["stateOperators"]
+        handles.writer.state_bytes = sum(state_bytes(op) for op in operators)
+        handles.writer.state_rows = int(sum(op.get("numRowsTotal", 0) for op in operators)) if rows_counted else None
+
+
+def state_bytes(operator: dict) -> int:
+    """A state operator's size in a progress entry: its stores' files on local disk (RocksDB's SST files) and the
+    memory they use (memtables, block cache)."""
+    custom = operator.get("customMetrics") or {}
+    return int(operator.get("memoryUsedBytes") or 0) + int(custom.get("rocksdbSstFileSize") or 0)
 
 
 def _log_progress(handles: StreamHandles) -> None:
@@ -120,9 +135,10 @@ def _log_progress(handles: StreamHandles) -> None:
 
 
 def _state_summary(operator: dict) -> str:
-    """'; state <name>: rows, time in the operator's updates and its state store commit' of a progress entry."""
+    """'; state <name>: size, time in the operator's updates and its state store commit' of a progress entry."""
     return (
-        f"; state {operator.get('operatorName', '?')}: {operator.get('numRowsTotal')} rows"
+        f"; state {operator.get('operatorName', '?')}: {state_bytes(operator) / 1e6:.1f} MB,"
+        f" {operator.get('numRowsTotal')} rows"
         f" ({operator.get('numRowsUpdated')} updated), updates {operator.get('allUpdatesTimeMs')} ms,"
         f" removals {operator.get('allRemovalsTimeMs')} ms, commit {operator.get('commitTimeMs')} ms"
     )
