@@ -423,7 +423,9 @@ class StreamingConfig(StrictModel):
     max_partition_skew_seconds: int = Field(default=86_400, ge=0)
     max_message_bytes: int = Field(default=65_536, gt=0)  # larger Kafka values are dead-lettered as oversized
     shuffle_partitions: int = Field(default=2, ge=1)  # partitions of the state store and of each batch
-    state_buckets: int = Field(default=16, ge=1)  # state keys per entity (ids hash into them); fixed per checkpoint
+    # state keys per entity (ids hash into them); a checkpoint keeps the count it was made with (a setting that
+    # differs is refused), see pipeline.checkpoint_state_buckets
+    state_buckets: int = Field(default=8, ge=1)
     # decoded online state a Python worker keeps between micro-batches (StateCache), per worker, and leaves in shared
     # memory for the machine's other workers (SharedCopies, /dev/shm); 0: read it all back from the state store
     # every batch

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
     from pyspark.sql.types import StructType
 
-    from lakestream.config.models import LakestreamConfig
+    from lakestream.config.models import LakestreamConfig, StreamingConfig
     from lakestream.features.spec import FeatureSetSpec
     from lakestream.registry.models import LoadedModel
     from lakestream.streaming.collected import OutputSchemas
@@ -398,6 +398,41 @@ def has_committed_batch(checkpoint: Path) -> bool:
     """
     commits = checkpoint / "commits"
     return commits.is_dir() and any(entry.name.isdigit() for entry in commits.iterdir())
+
+
+STATE_LAYOUT_FILE = "lakestream-state.json"  # in the checkpoint: how its state is keyed
+LEGACY_STATE_BUCKETS = 16  # the default of every release that made checkpoints without STATE_LAYOUT_FILE
+
+
+def checkpoint_state_buckets(checkpoint: Path, streaming: StreamingConfig) -> int:
+    """The buckets per entity of the checkpoint's state, recorded in it (STATE_LAYOUT_FILE) by its first run.
+
+    Entity ids hash into buckets, and a bucket's state holds its entities' history: with another count, ids land in
+    buckets without their history and get wrong features, silently. So a checkpoint with committed batches keeps its
+    count, and a setting (``streaming.state_buckets``, set in configuration) that differs is refused. A checkpoint
+    made before the record existed has the count configured then: the setting if there is one, else 16 (the
+    default of those releases). A checkpoint without a committed batch holds no state yet and takes the setting.
+    """
+    record = checkpoint / STATE_LAYOUT_FILE
+    configured, explicit = streaming.state_buckets, "state_buckets" in streaming.model_fields_set
+    if has_committed_batch(checkpoint):
+        if record.is_file():
+            recorded = int(json.loads(record.read_text())["state_buckets"])
+            if explicit and configured != recorded:
+                raise ConfigError(
+                    f"the checkpoint {checkpoint} keeps its state in {recorded} buckets per entity, but "
+                    f"streaming.state_buckets is {configured}: entity ids would land in buckets without their history. "
+                    f"Set streaming.state_buckets: {recorded} (or remove the setting), or start a new checkpoint "
+                    "(another streaming.query_name, or remove this one) with a new bootstrap"
+                )
+            return recorded
+        buckets = configured if explicit else LEGACY_STATE_BUCKETS
+        logger.info("checkpoint %s predates %s: its state has %d buckets per entity", checkpoint, record.name, buckets)
+    else:
+        buckets = configured
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"state_buckets": buckets}) + "\n")
+    return buckets
 
 
 def drop_bootstrap_rows(checkpoint: Path) -> None:
@@ -1129,16 +1164,16 @@ def start_stream(
             f"streaming.feature_set is {streaming.feature_set} but the {streaming.model_alias} model uses "
             f"{spec.name}; promote a {streaming.feature_set} model or unset streaming.feature_set"
         )
+    checkpoint = config.checkpoint_path(streaming.query_name)
     plan = OnlinePlan.from_spec(
         spec,
         allowed_lateness_seconds=streaming.allowed_lateness_seconds,
-        buckets=streaming.state_buckets,
+        buckets=checkpoint_state_buckets(checkpoint, streaming),
         partition_skew_seconds=streaming.max_partition_skew_seconds,
     )
     spark.conf.set("spark.sql.shuffle.partitions", str(streaming.shuffle_partitions))
     # no empty micro-batches: state TTL is enforced in data batches, and availableNow runs end when drained
     spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-    checkpoint = config.checkpoint_path(streaming.query_name)
     initial = None
     restored = has_committed_batch(checkpoint)
     if restored:
