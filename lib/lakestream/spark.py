@@ -81,7 +81,7 @@ def spark_settings(config: LakestreamConfig, *, master: str | None = None) -> di
         # Counting a store's rows reads each key's current value before every write to it: the stream's list
         # states append a chunk to a bucket's events each micro-batch, and each append first read the bucket's
         # whole list (1.5 GB a minute out of RocksDB at 5,000 events/s, 2026-12-06). The count is a metric only
-        # (the progress's numRowsTotal); the stream reports its state's size from its own events instead.
+        # (the progress's numRowsTotal); the stream's metrics give the store's size in bytes instead (state_bytes).
         "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.pyspark.python": worker_python(),
         "spark.databricks.delta.snapshotPartitions": str(max(config.spark.shuffle_partitions, 1)),
