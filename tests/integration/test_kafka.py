@@ -125,7 +125,7 @@ def test_driver_alerts_equal_sparks_kafka_writer(kafka_broker: LakestreamConfig,
 
     send_alerts(scored, config)
     producer = build_producer(config.kafka)
-    send_collected_alerts(producer, driver_topic.name, scored.toArrow())
+    send_collected_alerts(producer, driver_topic.name, scored.toArrow()).confirm()
     producer.close()
 
     def records(topic: str) -> list[tuple[bytes, dict]]:

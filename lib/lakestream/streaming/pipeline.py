@@ -9,7 +9,9 @@ id), so a batch re-run after a crash writes nothing twice; rejected records, dup
 quarantine.stream_dead_letter (idempotent the same way), alerts to Kafka, one metrics row to gold.stream_metrics.
 
 Alerts are at-least-once: a batch re-run after a crash between the alert write and the batch commit sends its
-alerts again; the Kafka key is the transaction id, so a consumer de-duplicates on it.
+alerts again; the Kafka key is the transaction id, so a consumer de-duplicates on it. The driver writer sends a
+batch's alerts before it commits the batch's scores and waits for their acknowledgements after the commit: an alert
+can reach the topic a few tens of milliseconds before its scores row is in the table.
 """
 
 from __future__ import annotations
@@ -639,14 +641,16 @@ class BatchWriter:
                 schema=self.schemas.dead_letters,
                 at=now,
             )
+        stats = _collected_stats(scored, letters)
+        with self._step("alerts"):  # on their way to the broker while the batch commits
+            sent = self._send_collected_alerts(scored) if stats["alerts"] else None
         with self._step("commit"):
             self._append_once(scores_path(config), scored, query, batch_id, partition_by=["tx_date"])
             if letters.num_rows:
                 self._append_once(dead_letter_path(config), letters, f"{query}-rejected", batch_id)
-        stats = _collected_stats(scored, letters)
-        with self._step("alerts"):
-            if stats["alerts"]:
-                self._send_collected_alerts(scored)
+        with self._step("acks"):  # every alert acknowledged before the batch ends (at-least-once)
+            if sent is not None:
+                sent.confirm()
         self._finish(stats, batch_id, model, started)
 
     def _output_schemas(self, spark: SparkSession, model: LoadedModel) -> OutputSchemas:
@@ -751,13 +755,14 @@ class BatchWriter:
             appender = self.appenders[path] = OnceAppender(path)
         appender.append(rows, app_id, batch_id, partition_by=partition_by)
 
-    def _send_collected_alerts(self, rows: pa.Table) -> None:
-        """The alerts among the rows the driver writer collected, by a producer kept across batches."""
+    def _send_collected_alerts(self, rows: pa.Table) -> SentAlerts:
+        """The alerts among the rows the driver writer collected, sent by a producer kept across batches (without
+        lingering: a batch's alerts leave at once)."""
         from lakestream.io.kafka import build_producer
 
         if self.producer is None:
-            self.producer = build_producer(self.config.kafka)
-        send_collected_alerts(self.producer, self.config.kafka.topics.fraud_alerts.name, rows)
+            self.producer = build_producer(self.config.kafka, linger_ms=0)
+        return send_collected_alerts(self.producer, self.config.kafka.topics.fraud_alerts.name, rows)
 
     def close(self) -> None:
         """Release the alert producer (after the query stopped)."""
@@ -963,12 +968,24 @@ def alert_messages(rows: pa.Table) -> list[tuple[bytes, bytes]]:
     return messages
 
 
-def send_collected_alerts(producer: KafkaProducer, topic: str, rows: pa.Table) -> None:
-    """alert_messages(rows) -> topic; every send acknowledged before returning (at-least-once, as send_alerts)."""
-    sent = [producer.send(topic, key=key, value=value) for key, value in alert_messages(rows)]
-    producer.flush()
-    for future in sent:
-        future.get(timeout=0)  # raises the error of a send that failed
+@dataclass
+class SentAlerts:
+    """Alerts handed to a producer, on their way to the broker; `confirm` waits for them."""
+
+    producer: KafkaProducer
+    futures: list[Any]
+
+    def confirm(self) -> None:
+        """Wait until every alert is acknowledged; raises the error of a send that failed (at-least-once)."""
+        self.producer.flush()
+        for future in self.futures:
+            future.get(timeout=0)
+
+
+def send_collected_alerts(producer: KafkaProducer, topic: str, rows: pa.Table) -> SentAlerts:
+    """alert_messages(rows) -> topic, sent in the background by the producer's I/O thread; `confirm()` the result
+    before the batch ends (at-least-once, as send_alerts)."""
+    return SentAlerts(producer, [producer.send(topic, key=key, value=value) for key, value in alert_messages(rows)])
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
