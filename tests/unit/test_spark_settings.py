@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import SetupError
-from lakestream.spark import balanced_partitions, build_submit_command, spark_settings
+from lakestream.spark import balanced_partitions, build_submit_command, initial_heap, spark_settings
 
 
 def test_settings_wire_delta_local_jars_and_utc(config: LakestreamConfig) -> None:
@@ -43,11 +43,29 @@ def test_missing_jars_tell_the_user_to_run_setup(tmp_path: Path) -> None:
 
 def test_java_options_follow_lakestreams_defaults_on_driver_and_executors() -> None:
     defaults = "-Duser.timezone=UTC -XX:-DontCompileHugeMethods"
-    plain = spark_settings(load_config("local"))
-    assert plain["spark.driver.extraJavaOptions"] == defaults
+    plain = spark_settings(load_config("local"))  # driver 4g, executors 2g: each JVM's whole heap from the start
+    assert plain["spark.driver.extraJavaOptions"] == f"{defaults} -Xms4096m"
+    assert plain["spark.executor.extraJavaOptions"] == f"{defaults} -Xms2048m"
     tuned = spark_settings(load_config("local", environ={"LAKESTREAM__SPARK__JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}))
-    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
-        assert tuned[key] == f"{defaults} -XX:TieredStopAtLevel=1"
+    assert tuned["spark.driver.extraJavaOptions"] == f"{defaults} -Xms4096m -XX:TieredStopAtLevel=1"
+    assert tuned["spark.executor.extraJavaOptions"] == f"{defaults} -Xms2048m -XX:TieredStopAtLevel=1"
+
+
+@pytest.mark.parametrize(
+    ("memory", "option"),
+    [("4g", "-Xms4096m"), ("512m", "-Xms512m"), ("1536", "-Xms1536m"), ("2GB", "-Xms2048m"), ("1t", "-Xms1048576m")],
+)
+def test_the_initial_heap_is_the_configured_memory(memory: str, option: str) -> None:
+    assert initial_heap(memory) == option
+
+
+def test_a_memory_set_in_spark_conf_sizes_the_initial_heap_too(config: LakestreamConfig) -> None:
+    conf = {"spark.driver.memory": "1g", "spark.executor.memory": "3g"}
+    settings = spark_settings(config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})}))
+    assert settings["spark.driver.memory"] == "1g"
+    assert "-Xms1024m" in settings["spark.driver.extraJavaOptions"].split()
+    assert "-Xms3072m" in settings["spark.executor.extraJavaOptions"].split()
+    assert initial_heap("lots") is None  # not a size: no -Xms (Spark refuses the setting itself)
 
 
 def test_configured_java_options_and_class_path_add_to_lakestreams_own(config: LakestreamConfig) -> None:
