@@ -434,8 +434,9 @@ def latency_at(spark, config, silver, *, rate: int, seconds: float, warmup: tupl
         while time.monotonic() < deadline and scored_rows(run) < len(warmup) - 5:
             time.sleep(1)
         time.sleep(5)
-        # the paced events leave from a process of their own (kafka-python costs ~130 us of CPU per record, 0.76 of
-        # this machine's 2 cores at 5,000/s sent one by one from this process, and its threads took the driver's GIL)
+        # the paced events leave from a process of their own through librdkafka (RecordProducer: ~0.05 of a core at
+        # 5,000/s, kafka-python's producer 0.43-0.48 alone and 0.76 sent from this process, where its threads also
+        # took the driver's GIL): the load generator should leave the 2 cores to what is measured
         context = multiprocessing.get_context("spawn")
         control, child_end = context.Pipe()
         child = context.Process(
@@ -514,9 +515,9 @@ def burst(rate: int) -> int:
 def paced_sender(kafka, topic: str, payloads: list, rate: int, control) -> None:
     """A child process: send `payloads` (key, value) at `rate` per second in 10 ms bursts until told where to stop
     (``("stop_at", n)`` on `control`); then report the events sent, the seconds and the process's CPU seconds."""
-    from lakestream.io.kafka import build_producer
+    from lakestream.io.kafka import RecordProducer
 
-    producer = build_producer(kafka, linger_ms=5)
+    producer = RecordProducer(kafka, linger_ms=5)
     step = burst(rate)
     limit = len(payloads)
     cpu, begin = time.process_time(), time.monotonic()

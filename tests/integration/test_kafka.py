@@ -6,14 +6,17 @@ import datetime as dt
 import json
 import time
 
+import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 from pyspark.testing import assertDataFrameEqual
 
 from lakestream.config import LakestreamConfig
-from lakestream.config.models import TopicConfig
+from lakestream.config.models import KafkaConfig, TopicConfig
+from lakestream.errors import ServiceError
 from lakestream.io.delta import read_delta
 from lakestream.io.kafka import (
+    RecordProducer,
     build_consumer,
     build_producer,
     delete_topics,
@@ -63,6 +66,36 @@ def test_produce_and_consume_with_kafka_python(kafka_broker: LakestreamConfig) -
     received = [json.loads(message.value) for message in consumer]
     consumer.close()
     assert received == events
+
+
+def test_record_producer_delivers_every_record_in_order_through_a_full_queue(kafka_broker: LakestreamConfig) -> None:
+    topic = TopicConfig(name="it-record-producer", partitions=1)
+    ensure_topics(kafka_broker.kafka, [topic])
+    # a queue of 500 records makes send() wait for room many times over
+    producer = RecordProducer(kafka_broker.kafka, **{"queue.buffering.max.messages": 500})
+    for i in range(5_000):
+        producer.send(topic.name, value=json.dumps({"id": i}).encode(), key=str(i).encode())
+    producer.close()
+    consumer = build_consumer(kafka_broker.kafka, topic.name, consumer_timeout_ms=10_000)
+    received = [(message.key, json.loads(message.value)["id"]) for message in consumer]
+    consumer.close()
+    assert received == [(str(i).encode(), i) for i in range(5_000)]
+
+
+def test_record_producer_refuses_an_oversized_record_at_send(kafka_broker: LakestreamConfig) -> None:
+    producer = RecordProducer(kafka_broker.kafka, **{"message.max.bytes": 10_000})
+    with pytest.raises(ServiceError, match=r"cannot send a record of 20,000 bytes to it-too-big"):
+        producer.send("it-too-big", value=b"x" * 20_000)
+    producer.close()
+
+
+def test_record_producer_flush_says_how_many_records_were_not_delivered() -> None:
+    # nothing listens on port 1: the records time out in librdkafka's queue and their reports say so
+    producer = RecordProducer(KafkaConfig(bootstrap_servers="127.0.0.1:1"), **{"message.timeout.ms": 1_500})
+    for i in range(3):
+        producer.send("anything", value=str(i).encode())
+    with pytest.raises(ServiceError, match=r"3 records were refused by Kafka at 127.0.0.1:1, the first: .*timed out"):
+        producer.close(timeout=30)
 
 
 def test_spark_batch_and_streaming_reads_of_a_topic(kafka_broker: LakestreamConfig, spark: SparkSession) -> None:

@@ -13,7 +13,7 @@ import pytest
 from lakestream import cli
 from lakestream.config import LakestreamConfig
 from lakestream.config.models import TopicConfig
-from lakestream.io.kafka import build_consumer, build_producer, ensure_topics
+from lakestream.io.kafka import RecordProducer, build_consumer, ensure_topics
 from lakestream.simulate.generator import SimulationParams
 from lakestream.simulate.landing import LANDED_FILE_NAME, AnomalyOptions, land_simulation
 from lakestream.simulate.replay import (
@@ -193,7 +193,7 @@ def test_paced_replay_sleeps_event_time_gaps_divided_by_speed(
     clock = FakeClock()
     lines = list(iter_landed_lines(landing_root, "transactions", to_date=date.fromisoformat(TINY.start_date)))
     times = [t for _, line in lines if (t := read_event_key_and_time(line, "transactions")[1]) and t.year < 2099]
-    producer = build_producer(replay_config.kafka)
+    producer = RecordProducer(replay_config.kafka)
     try:
         sent = replay_lines(
             producer, topic.name, lines, kind="transactions", pacer=EventTimePacer(3600, clock=clock, sleep=clock.sleep)

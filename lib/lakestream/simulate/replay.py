@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakestream.errors import ConfigError, DataError
-from lakestream.io.kafka import build_producer, ensure_topics
+from lakestream.io.kafka import RecordProducer, ensure_topics
 from lakestream.simulate.landing import FRAUD_LABELS_KIND, LANDED_KINDS, TRANSACTIONS_KIND, landed_folder
 
 if TYPE_CHECKING:
-    from kafka import KafkaProducer
-
     from lakestream.config.models import LakestreamConfig, TopicConfig
 
 logger = logging.getLogger(__name__)
@@ -119,7 +117,7 @@ class EventTimePacer:
 
 
 def replay_lines(
-    producer: KafkaProducer,
+    producer: RecordProducer,
     topic: str,
     lines: Iterable[tuple[date, str]],
     *,
@@ -166,7 +164,7 @@ def replay_landed_events(
             "run jobs/generate_transactions.py first"
         )
     ensure_topics(config.kafka, [topic])
-    producer = build_producer(config.kafka)
+    producer = RecordProducer(config.kafka)
     pacer = EventTimePacer(speed)
     logger.info(
         "replaying %s %s..%s to topic %s at %s",
