@@ -29,6 +29,13 @@ def test_state_bytes_add_the_store_files_and_memory() -> None:
     assert state_bytes({}) == 0
 
 
+def test_state_summary_without_the_stores_row_count_gives_the_rows_updated_only() -> None:
+    operator = {"operatorName": "tws", "numRowsTotal": 0, "numRowsUpdated": 32, "allUpdatesTimeMs": 309}
+    assert _state_summary(operator, rows_counted=False) == (
+        "; state tws: 0.0 MB, 32 rows updated, updates 309 ms, removals ? ms, commit ? ms"
+    )
+
+
 def test_state_summary_of_a_sparse_progress_entry_still_reads() -> None:
     summary = _state_summary({})
-    assert summary == "; state ?: 0.0 MB, None rows (None updated), updates None ms, removals None ms, commit None ms"
+    assert summary == "; state ?: 0.0 MB, ? rows (? updated), updates ? ms, removals ? ms, commit ? ms"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from lakestream.config.models import LakestreamConfig
 from lakestream.platform.process import ManagedService, ServiceStatus, port_is_open
 
 logger = logging.getLogger(__name__)
+
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # mlflow server's GenAI job runner, on by default in MLflow 3
 
 
 def configure_mlflow(config: LakestreamConfig, experiment: str | None = None) -> str:
@@ -67,8 +70,12 @@ def start_mlflow_server(config: LakestreamConfig) -> ServiceStatus:
         "--workers",
         "1",
     ]
+    # MLflow 3's GenAI job runner (huey) is of no use to Lakestream and leaves a store folder in /dev/shm at every
+    # start that nothing removes; a user who wants it sets the variable to true
+    env = {**os.environ}
+    env.setdefault(JOB_EXECUTION, "false")
     service = mlflow_server_service(config)
-    return service.start(command, timeout_s=120.0, ready=lambda: port_is_open(server.host, server.port))
+    return service.start(command, timeout_s=120.0, ready=lambda: port_is_open(server.host, server.port), env=env)
 
 
 def stop_mlflow_server(config: LakestreamConfig) -> bool:

@@ -66,7 +66,7 @@ def run_stream(
                 _graceful_stop(handles, stopping["reason"])
                 break
             if time.monotonic() - last_log >= progress_seconds:
-                _log_progress(handles)
+                _log_progress(handles, rows_counted=rows_counted)
                 last_log = time.monotonic()
             time.sleep(min(config.streaming.stop_poll_seconds, 0.5))
         for query in handles.queries:
@@ -115,7 +115,7 @@ def state_bytes(operator: dict) -> int:
     return int(operator.get("memoryUsedBytes") or 0) + int(custom.get("rocksdbSstFileSize") or 0)
 
 
-def _log_progress(handles: StreamHandles) -> None:
+def _log_progress(handles: StreamHandles, *, rows_counted: bool) -> None:
     for query in handles.queries:
         progress = query.lastProgress
         if not progress:
@@ -130,15 +130,25 @@ def _log_progress(handles: StreamHandles) -> None:
             progress.get("processedRowsPerSecond") or 0.0,
             total,
             ", ".join(f"{step} {ms}" for step, ms in durations.items()),
-            "".join(_state_summary(op) for op in progress.get("stateOperators") or ()),
+            "".join(_state_summary(op, rows_counted=rows_counted) for op in progress.get("stateOperators") or ()),
         )
 
 
-def _state_summary(operator: dict) -> str:
-    """'; state <name>: size, time in the operator's updates and its state store commit' of a progress entry."""
+def _state_summary(operator: dict, *, rows_counted: bool = True) -> str:
+    """'; state <name>: size, rows, time in the operator's updates and its state store commit' of a progress entry
+    (the rows updated only, when the store does not count its rows: it reports 0 then); '?' for what it lacks."""
+
+    def value(name: str) -> Any:
+        found = operator.get(name)
+        return "?" if found is None else found
+
+    rows = (
+        f"{value('numRowsTotal')} rows ({value('numRowsUpdated')} updated)"
+        if rows_counted
+        else f"{value('numRowsUpdated')} rows updated"
+    )
     return (
-        f"; state {operator.get('operatorName', '?')}: {state_bytes(operator) / 1e6:.1f} MB,"
-        f" {operator.get('numRowsTotal')} rows"
-        f" ({operator.get('numRowsUpdated')} updated), updates {operator.get('allUpdatesTimeMs')} ms,"
-        f" removals {operator.get('allRemovalsTimeMs')} ms, commit {operator.get('commitTimeMs')} ms"
+        f"; state {value('operatorName')}: {state_bytes(operator) / 1e6:.1f} MB, {rows},"
+        f" updates {value('allUpdatesTimeMs')} ms, removals {value('allRemovalsTimeMs')} ms,"
+        f" commit {value('commitTimeMs')} ms"
     )
