@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
@@ -87,6 +88,26 @@ def test_record_producer_refuses_an_oversized_record_at_send(kafka_broker: Lakes
     with pytest.raises(ServiceError, match=r"cannot send a record of 20,000 bytes to it-too-big"):
         producer.send("it-too-big", value=b"x" * 20_000)
     producer.close()
+
+
+def test_record_producer_stops_sending_at_the_first_failed_delivery() -> None:
+    # a queue of 5 records: send() waits for room, and the first records' timeouts end the sending there
+    producer = RecordProducer(
+        KafkaConfig(bootstrap_servers="127.0.0.1:1"),
+        **{"message.timeout.ms": 1_000, "queue.buffering.max.messages": 5},
+    )
+    sent: list[int] = []
+
+    def send_all() -> None:
+        for i in range(1_000):
+            producer.send("anything", value=str(i).encode())
+            sent.append(i)
+
+    with pytest.raises(ServiceError, match=r"records were refused by Kafka at 127.0.0.1:1, the first: .*timed out"):
+        send_all()
+    assert len(sent) < 20
+    with contextlib.suppress(ServiceError):  # the records still queued time out too
+        producer.close(timeout=30)
 
 
 def test_record_producer_flush_says_how_many_records_were_not_delivered() -> None:

@@ -92,7 +92,10 @@ class RecordProducer:
     replay of landed events and the benchmarks' paced load. Delivery is checked, not assumed: `flush` waits for
     every record and raises a ServiceError naming the first failure (and how many failed) when any did.
 
-    `send` blocks while librdkafka's local queue is full instead of failing, serving delivery reports meanwhile.
+    `send` blocks while librdkafka's local queue is full instead of failing, serving delivery reports meanwhile, and
+    raises that ServiceError as soon as a report says a record failed (a replay stops at the first failure instead
+    of queueing the rest behind a dead broker). Keys go to partitions as Java clients send them (murmur2), so a
+    key lands where Spark's Kafka writer or another Java producer would put it.
     """
 
     def __init__(self, kafka: KafkaConfig, *, linger_ms: int = 5, acks: str = "all", **overrides: Any) -> None:
@@ -107,6 +110,7 @@ class RecordProducer:
             "acks": acks,
             "linger.ms": linger_ms,
             "enable.idempotence": acks == "all",
+            "partitioner": "murmur2_random",  # the Java client's partitioner for keyed records (random without a key)
             "delivery.report.only.error": True,  # no Python call per delivered record
             "on_delivery": self._on_delivery,
             "logger": logging.getLogger("lakestream.librdkafka"),  # its connection errors, not raw lines on stderr
@@ -129,6 +133,7 @@ class RecordProducer:
                 self._producer.produce(topic, value=value, key=key)
             except BufferError:
                 self._producer.poll(0.05)
+                self._raise_failed()
             except KafkaException as exc:  # refused before queueing, e.g. larger than message.max.bytes
                 raise ServiceError(
                     f"cannot send a record of {len(value):,} bytes to {topic} at {self.servers}: {exc.args[0].str()}"
@@ -138,6 +143,7 @@ class RecordProducer:
         self.queued += 1
         if self.queued % REPORTS_EVERY == 0:
             self._producer.poll(0)
+            self._raise_failed()
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every queued record is acknowledged; a ServiceError if any was not."""
@@ -147,6 +153,10 @@ class RecordProducer:
                 f"{pending} records to Kafka at {self.servers} were not acknowledged within {timeout:g} s; "
                 "check that the broker is up (`lakestream kafka status`) and re-run (a replay sends its range again)"
             )
+        self._raise_failed()
+
+    def _raise_failed(self) -> None:
+        """The ServiceError of the records whose delivery failed since the last one raised, if any did."""
         if self.failed:
             failed, self.failed = self.failed, 0
             raise ServiceError(
