@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lakestream.config.models import KafkaConfig, TopicConfig
+from lakestream.config.models import KafkaConfig, KafkaSecurityConfig, TopicConfig
 from lakestream.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -20,17 +20,38 @@ logger = logging.getLogger(__name__)
 
 def python_client_options(kafka: KafkaConfig) -> dict[str, Any]:
     """kafka-python keyword arguments (bootstrap servers and security) from configuration."""
-    sec = kafka.security
-    options: dict[str, Any] = {
+    return {
         "bootstrap_servers": reachable_first(kafka.bootstrap_servers.split(",")),
-        "security_protocol": sec.protocol,
+        **security_options(kafka.security, KAFKA_PYTHON_NAMES),
     }
+
+
+# the names each Python client gives the settings of kafka.security (security_options)
+KAFKA_PYTHON_NAMES = {
+    "protocol": "security_protocol",
+    "mechanism": "sasl_mechanism",
+    "username": "sasl_plain_username",
+    "password": "sasl_plain_password",
+    "cafile": "ssl_cafile",
+}
+LIBRDKAFKA_NAMES = {
+    "protocol": "security.protocol",
+    "mechanism": "sasl.mechanism",
+    "username": "sasl.username",
+    "password": "sasl.password",
+    "cafile": "ssl.ca.location",
+}
+
+
+def security_options(sec: KafkaSecurityConfig, names: dict[str, str]) -> dict[str, Any]:
+    """The kafka.security settings under one client's names (KAFKA_PYTHON_NAMES, LIBRDKAFKA_NAMES)."""
+    options: dict[str, Any] = {names["protocol"]: sec.protocol}
     if sec.sasl_mechanism:
-        options["sasl_mechanism"] = sec.sasl_mechanism
-        options["sasl_plain_username"] = sec.sasl_username
-        options["sasl_plain_password"] = sec.sasl_password.get_secret_value() if sec.sasl_password else None
+        options[names["mechanism"]] = sec.sasl_mechanism
+        options[names["username"]] = sec.sasl_username
+        options[names["password"]] = sec.sasl_password.get_secret_value() if sec.sasl_password else None
     if sec.ssl_cafile is not None:
-        options["ssl_cafile"] = str(sec.ssl_cafile)
+        options[names["cafile"]] = str(sec.ssl_cafile)
     return options
 
 
@@ -175,18 +196,10 @@ class RecordProducer:
 
 def librdkafka_options(kafka: KafkaConfig) -> dict[str, Any]:
     """confluent-kafka (librdkafka) settings for the configured cluster: servers and security."""
-    sec = kafka.security
-    options: dict[str, Any] = {
+    return {
         "bootstrap.servers": kafka.bootstrap_servers,  # librdkafka, unlike kafka-python, skips a dead one
-        "security.protocol": sec.protocol,
+        **security_options(kafka.security, LIBRDKAFKA_NAMES),
     }
-    if sec.sasl_mechanism:
-        options["sasl.mechanism"] = sec.sasl_mechanism
-        options["sasl.username"] = sec.sasl_username
-        options["sasl.password"] = sec.sasl_password.get_secret_value() if sec.sasl_password else None
-    if sec.ssl_cafile is not None:
-        options["ssl.ca.location"] = str(sec.ssl_cafile)
-    return options
 
 
 def build_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:
