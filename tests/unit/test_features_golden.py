@@ -17,8 +17,8 @@ from feature_reference import reference_features
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from lakestream.features.batch import PAIR_JOIN_MAX_DAYS, compute_features
-from lakestream.features.spec import FeatureSetSpec, feature_set_path, load_feature_set
+from lakestream.features.batch import PAIR_JOIN_MAX_DAYS, _units_sql, add_row_features, compute_features
+from lakestream.features.spec import Aggregation, FeatureSetSpec, feature_set_path, load_feature_set
 
 FEATURES_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
 T0 = dt.datetime(2018, 4, 1)
@@ -160,9 +160,11 @@ def random_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def _assert_equal_to_reference(spark: SparkSession, rows: list[dict], spec: FeatureSetSpec) -> None:
+def _assert_equal_to_reference(
+    spark: SparkSession, rows: list[dict], spec: FeatureSetSpec, schema: str = SCHEMA
+) -> None:
     expected = reference_features(rows, spec)
-    result = compute_features(spark.createDataFrame(rows, SCHEMA), spec=spec).collect()
+    result = compute_features(spark.createDataFrame(rows, schema), spec=spec).collect()
     assert len(result) == len(rows)
     names = spec.feature_names()
     for row in result:
@@ -267,3 +269,83 @@ def test_a_build_from_start_equals_the_whole_history_on_its_days(
     assert left.keys() == right.keys() == set(wanted)
     for tid in wanted:
         assert left[tid].asDict() == right[tid].asDict(), tid
+
+
+@pytest.mark.parametrize("entity_type", ["BIGINT", "INT", "STRING"])
+def test_entities_and_times_outside_the_sort_hint(spark: SparkSession, entity_type: str) -> None:
+    """The window groups sort integral entities first on one long (entity << 32 | second) and then on (entity,
+    second, id); entities outside 32 bits, negative ones and seconds before 1970 break the first order, which must
+    cost time only: the features still equal the reference. A string entity takes the (entity, second, id) sort
+    alone."""
+    spec = _spec("kitchen_sink")
+    ids = [-5, 2**31 - 1, -(2**31), 0, 7, -1] if entity_type == "INT" else [-5, 2**40 + 3, -(2**35), 0, 2**32, 7]
+    shift = dt.timedelta(days=49 * 365)  # 2018 -> 1969: negative epoch seconds
+    rows = []
+    for row in random_rows(300, seed=13):
+        moved = dict(row, tx_datetime=row["tx_datetime"] - shift, customer_id=ids[row["customer_id"]])
+        moved["terminal_id"] = ids[row["terminal_id"]]
+        if row["reported_at"] is not None:
+            moved["reported_at"] = row["reported_at"] - shift
+        if entity_type == "STRING":
+            moved["customer_id"], moved["terminal_id"] = f"c{moved['customer_id']}", f"t{moved['terminal_id']}"
+        rows.append(moved)
+    schema = SCHEMA.replace("customer_id BIGINT", f"customer_id {entity_type}").replace(
+        "terminal_id BIGINT", f"terminal_id {entity_type}"
+    )
+    _assert_equal_to_reference(spark, rows, spec, schema)
+
+
+@pytest.mark.parametrize("decimals", [0, 2, 4])
+def test_integer_units_round_as_round_does(spark: SparkSession, decimals: int) -> None:
+    """Fixed-point sums add value * 10^decimals rounded half away from zero (RINT with the halves stepped away):
+    the same long as CAST(ROUND(...) AS BIGINT) on halves, values just under and over them, decimal texts that are
+    not exact in binary (1.005, 0.285), large, tiny and negative values."""
+    rng = random.Random(3)
+    values = [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999999999999994, -0.49999999999999994, 1.005, 0.285, 2.675]
+    values += [0.0, -0.0, 1e-300, 4503599627370495.5, 2.0**52, 2.0**53 + 2, -(2.0**53), 123456.785, 99.995]
+    values += [n / 2 / 10**decimals for n in range(-41, 41)]
+    values += [round(rng.uniform(-1e6, 1e6), rng.choice([2, 3, 4, 7])) for _ in range(2000)]
+    values += [rng.uniform(-1e9, 1e9) for _ in range(2000)]
+    values = [v for v in values if abs(v) * 10**decimals < 2.0**62]  # in a long's range
+    frame = spark.createDataFrame([(v,) for v in values], "tx_amount DOUBLE")
+    aggregation = Aggregation.model_validate({"name": "S_{w}", "agg": "sum", "column": "tx_amount"})
+    rows = frame.select(
+        F.col("tx_amount"),
+        F.expr(f"CAST(ROUND(CAST(tx_amount AS DOUBLE) * {10**decimals}) AS BIGINT)").alias("round"),
+        F.expr(_units_sql(aggregation, decimals)).alias("units"),
+    ).collect()
+    differing = [(r["tx_amount"], r["round"], r["units"]) for r in rows if r["round"] != r["units"]]
+    assert not differing, differing[:10]
+
+
+@pytest.mark.parametrize("column_type", ["TIMESTAMP", "TIMESTAMP_NTZ"])
+def test_row_features_by_arithmetic_equal_the_calendar_functions(spark: SparkSession, column_type: str) -> None:
+    """In a UTC session the weekday and the hour come from the epoch second by arithmetic: the same values as
+    Spark's dayofweek / hour over 1900-2100 (negative seconds, fractions of a second, midnights); in another
+    session time zone the calendar functions (the zone's own hours) are used."""
+    spec = _spec("kitchen_sink")
+    rng = random.Random(17)
+    base = dt.datetime(1970, 1, 1)
+    times = [base + dt.timedelta(seconds=rng.randrange(-70 * 365 * DAY, 130 * 365 * DAY)) for _ in range(3000)]
+    times += [t + dt.timedelta(microseconds=rng.randrange(1, 10**6)) for t in times[:500]]
+    times += [base + dt.timedelta(days=d, seconds=s) for d in range(-9, 9) for s in (-1, 0, 1, 6 * 3600, 7 * 3600 - 1)]
+    frame = spark.createDataFrame([(t,) for t in times], f"tx_datetime {column_type}")
+    calendar = {
+        "WE": F.dayofweek("tx_datetime").isin(1, 7).cast("int"),
+        "NIGHT": (F.hour("tx_datetime") <= 6).cast("int"),
+        "HOUR": F.hour("tx_datetime"),
+    }
+    expected = frame.select("tx_datetime", *[c.alias(f"_{n}") for n, c in calendar.items()])
+    rows = add_row_features(expected, spec).collect()
+    assert [f.name for f in spec.row_features] == list(calendar)
+    assert all(r[n] == r[f"_{n}"] for r in rows for n in calendar)
+    assert {r["WE"] for r in rows} == {0, 1}
+    assert len({r["HOUR"] for r in rows}) == 24
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        zoned = add_row_features(frame.select("tx_datetime", F.hour("tx_datetime").alias("_HOUR")), spec).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert all(r["HOUR"] == r["_HOUR"] for r in zoned)
+    if column_type == "TIMESTAMP":  # the zone's hours are not UTC's
+        assert any(r["HOUR"] != rr["HOUR"] for r, rr in zip(zoned, rows, strict=True))
