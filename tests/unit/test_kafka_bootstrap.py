@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from lakestream.config.models import KafkaConfig, KafkaSecurityConfig
-from lakestream.io.kafka import librdkafka_options, python_client_options, reachable_first
+from lakestream.errors import ServiceError
+from lakestream.io.kafka import RecordProducer, librdkafka_options, python_client_options, reachable_first
 from lakestream.platform.process import free_port, free_ports
 
 
@@ -53,3 +56,33 @@ def test_both_python_clients_get_the_same_security_settings_under_their_own_name
         "bootstrap.servers": "127.0.0.1:9092",
         "security.protocol": "PLAINTEXT",
     }
+
+
+class _Report:
+    """What librdkafka hands a delivery callback: the record's topic (the rest is not read)."""
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+
+def test_each_failure_report_of_a_producer_names_its_own_first_failure() -> None:
+    """RecordProducer counts failed deliveries and raises once per batch of them, naming the first; after it raised,
+    the next failures are reported with their own first one, not the earlier one's."""
+    producer = RecordProducer(KafkaConfig(bootstrap_servers=f"127.0.0.1:{free_port()}"))
+    try:
+        producer._on_delivery("Broker: Topic authorization failed", _Report("a"))
+        producer._on_delivery("Broker: Topic authorization failed", _Report("a"))
+        with pytest.raises(
+            ServiceError, match=r"^2 records .* the first: Broker: Topic authorization failed \(topic a\)"
+        ):
+            producer._raise_failed()
+        producer._raise_failed()  # nothing new failed: no error
+        producer._on_delivery(None, _Report("a"))  # a delivered record is not counted
+        producer._on_delivery("Local: Message timed out", _Report("b"))
+        with pytest.raises(ServiceError, match=r"^1 records .* the first: Local: Message timed out \(topic b\)"):
+            producer._raise_failed()
+    finally:
+        producer.close(timeout=1)

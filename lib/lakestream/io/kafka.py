@@ -120,8 +120,9 @@ class RecordProducer:
     """
 
     def __init__(self, kafka: KafkaConfig, *, linger_ms: int = 5, acks: str = "all", **overrides: Any) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
+        self._refused_at_send = KafkaException  # imported once, not on send's path
         self.servers = kafka.bootstrap_servers
         self.queued = 0
         self.failed = 0
@@ -147,15 +148,13 @@ class RecordProducer:
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Queue one record (serving delivery reports when the queue is full, until it has room)."""
-        from confluent_kafka import KafkaException
-
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key)
             except BufferError:
                 self._producer.poll(0.05)
                 self._raise_failed()
-            except KafkaException as exc:  # refused before queueing, e.g. larger than message.max.bytes
+            except self._refused_at_send as exc:  # refused before queueing, e.g. larger than message.max.bytes
                 raise ServiceError(
                     f"cannot send a record of {len(value):,} bytes to {topic} at {self.servers}: {exc.args[0].str()}"
                 ) from None
@@ -180,8 +179,9 @@ class RecordProducer:
         """The ServiceError of the records whose delivery failed since the last one raised, if any did."""
         if self.failed:
             failed, self.failed = self.failed, 0
+            first, self.first_error = self.first_error, None  # the next report names its own first failure
             raise ServiceError(
-                f"{failed} records were refused by Kafka at {self.servers}, the first: {self.first_error}; "
+                f"{failed} records were refused by Kafka at {self.servers}, the first: {first}; "
                 "fix the cause and re-run"
             )
 
