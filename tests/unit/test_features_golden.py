@@ -349,3 +349,17 @@ def test_row_features_by_arithmetic_equal_the_calendar_functions(spark: SparkSes
     assert all(r["HOUR"] == r["_HOUR"] for r in zoned)
     if column_type == "TIMESTAMP":  # the zone's hours are not UTC's
         assert any(r["HOUR"] != rr["HOUR"] for r, rr in zip(zoned, rows, strict=True))
+
+
+def test_fraud_v1_plans_one_window_operator_per_group(spark: SparkSession) -> None:
+    """The plan the speed depends on: each window group is one Window operator (its ROWS frames read the rows in
+    their physical (time, id) order, so they share the RANGE frames' specification), fed by the radix sort on the
+    (entity, second) long and then the (entity, second, id) sort, which the optimizer keeps both of."""
+    spec = _spec("fraud_v1")
+    frame = compute_features(spark.createDataFrame(edge_rows(), SCHEMA), spec=spec)
+    plan = frame._jdf.queryExecution().executedPlan().toString()  # the physical plan as explain() prints it
+    windows = [line for line in plan.splitlines() if "Window [" in line]
+    assert len(windows) == len(spec.windows), plan
+    for group in spec.windows:
+        assert f"Sort [(shiftleft({group.entity}#" in plan, plan
+        assert f"Sort [{group.entity}#" in plan, plan
