@@ -17,7 +17,13 @@ from feature_reference import reference_features
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from lakestream.features.batch import PAIR_JOIN_MAX_DAYS, _units_sql, add_row_features, compute_features
+from lakestream.features.batch import (
+    PAIR_JOIN_MAX_DAYS,
+    _units_sql,
+    add_row_features,
+    compute_features,
+    utc_session,
+)
 from lakestream.features.spec import Aggregation, FeatureSetSpec, feature_set_path, load_feature_set
 
 FEATURES_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
@@ -363,3 +369,31 @@ def test_fraud_v1_plans_one_window_operator_per_group(spark: SparkSession) -> No
     for group in spec.windows:
         assert f"Sort [(shiftleft({group.entity}#" in plan, plan
         assert f"Sort [{group.entity}#" in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("zone", "utc"),
+    [
+        ("UTC", True),
+        ("Etc/Zulu", True),
+        ("UCT", True),
+        ("Etc/GMT+0", True),
+        ("+00:00", True),
+        ("America/New_York", False),
+        ("Europe/London", False),  # UTC in winter, not at every instant
+        ("+01:00", False),
+    ],
+)
+def test_utc_session_asks_the_zone_rules(spark: SparkSession, zone: str, utc: bool) -> None:
+    """The arithmetic weekday and hour are used in any session zone that is UTC at every instant, named so or not;
+    the row features equal the calendar functions' in each."""
+    spec = _spec("kitchen_sink")
+    times = [(T0 + dt.timedelta(hours=h, days=d),) for h in range(24) for d in (0, 1, 2, 3, 4, 5, 6, 100)]
+    frame = spark.createDataFrame(times, "tx_datetime TIMESTAMP")
+    spark.conf.set("spark.sql.session.timeZone", zone)
+    try:
+        assert utc_session(spark) is utc
+        rows = add_row_features(frame.select("tx_datetime", F.hour("tx_datetime").alias("_HOUR")), spec).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert all(r["HOUR"] == r["_HOUR"] for r in rows)

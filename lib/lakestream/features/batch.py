@@ -41,7 +41,7 @@ from lakestream.features.spec import (
 from lakestream.spark import balanced_partitions
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 TS = "_ts"  # epoch seconds of the event
 LABEL_KNOWN = "_label_known"
@@ -49,7 +49,7 @@ LABEL_KNOWN = "_label_known"
 # a daily fraud_v1 build pairs ~10k rows with the look-back rows of their entities (tens each), cheaper than
 # windows over all 38 days it reads (364k rows); the pairs grow with the days built, the windows' work does not.
 PAIR_JOIN_MAX_DAYS = 3
-# session time zones in which a timestamp's calendar fields are its epoch second's (add_row_features)
+# session time zones known to be UTC by name (add_row_features asks the JVM about any other)
 UTC_ZONES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00"})
 
 
@@ -156,10 +156,23 @@ def add_row_features(frame: DataFrame, spec: FeatureSetSpec) -> DataFrame:
 
     In a UTC session (Lakestream's sessions are) the weekday and the hour come from the event's epoch second by
     integer arithmetic: Spark's calendar functions convert every value through java.time (about 4% of a full
-    fraud_v1 build's task time in a profile). Any other session time zone gets the calendar functions.
+    fraud_v1 build's task time in a profile). A session time zone that is not UTC (``utc_session``) gets the
+    calendar functions.
     """
-    utc = frame.sparkSession.conf.get("spark.sql.session.timeZone") in UTC_ZONES
+    utc = utc_session(frame.sparkSession)
     return frame.select("*", *[_row_feature_expr(f, spec, utc=utc).alias(f.name) for f in spec.row_features])
+
+
+def utc_session(spark: SparkSession) -> bool:
+    """True when the session time zone is UTC at every instant: a timestamp's calendar fields are then its epoch
+    second's. A name of UTC_ZONES is; any other zone (``Etc/Zulu``, ``UCT``, ``Etc/GMT+0``, ...) is when Spark's
+    JVM resolves it to rules of one fixed offset of 0 (a few py4j calls per plan)."""
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    if zone in UTC_ZONES:
+        return True
+    jvm = spark.sparkContext._jvm
+    rules = jvm.org.apache.spark.sql.catalyst.util.DateTimeUtils.getZoneId(zone).getRules()
+    return bool(rules.isFixedOffset()) and rules.getOffset(jvm.java.time.Instant.EPOCH).getTotalSeconds() == 0
 
 
 def add_derived_features(frame: DataFrame, spec: FeatureSetSpec) -> DataFrame:
