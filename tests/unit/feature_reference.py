@@ -30,12 +30,17 @@ def reference_features(rows: list[Row], spec: FeatureSetSpec) -> dict[int, Row]:
             return 0
         return int(_epoch(reported) <= ts[r[src.id]] + label_delay)
 
+    row_values: dict[int, Row] = {}  # every row's row features: window aggregations may read them
+    for row in rows:
+        own: Row = {}
+        for feature in spec.row_features:
+            own[feature.name] = _row_value(feature, row, own, spec)
+        row_values[row[src.id]] = own
+
     out: dict[int, Row] = {}
     for row in rows:
         rid, t = row[src.id], ts[row[src.id]]
-        values: Row = {}
-        for feature in spec.row_features:
-            values[feature.name] = _row_value(feature, row, values, spec)
+        values: Row = dict(row_values[rid])
         for group in spec.windows:
             delay = round(group.delay_days * SECONDS_PER_DAY)
             peers = [r for r in rows if r[group.entity] == row[group.entity]]
@@ -70,7 +75,14 @@ def reference_features(rows: list[Row], spec: FeatureSetSpec) -> dict[int, Row]:
                 if agg.on_label:
                     data = [float(known(r)) for r in selected]
                 elif agg.column is not None:
-                    data = [float(r[agg.column]) if agg.column in r else float(values[agg.column]) for r in selected]
+                    data = [
+                        float(
+                            r[agg.column]
+                            if agg.column in r
+                            else row_values[r[src.id]].get(agg.column, values.get(agg.column))
+                        )
+                        for r in selected
+                    ]
                 else:
                     data = [1.0] * len(selected)
                 values[name] = _aggregate(agg.agg, data, agg.default)

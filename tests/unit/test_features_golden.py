@@ -104,9 +104,30 @@ KITCHEN_SINK_CENTS = FeatureSetSpec.model_validate(
     {**KITCHEN_SINK.model_dump(), "name": "kitchen_sink_cents", "source": {"fixed_point": {"tx_amount": 2}}}
 )
 
+# Window aggregations over the kitchen sink's row features (the row features are then computed before the windows).
+ROW_INPUTS = FeatureSetSpec.model_validate(
+    {
+        **KITCHEN_SINK.model_dump(),
+        "name": "row_inputs",
+        "windows": [
+            {
+                "entity": "customer_id",
+                "windows_days": [1, 2],
+                "aggregations": [
+                    {"name": "C_NIGHTS_{w}", "agg": "sum", "column": "NIGHT"},
+                    {"name": "C_MEAN_HOUR_{w}", "agg": "mean", "column": "HOUR"},
+                    {"name": "C_MAX_HOUR_{w}", "agg": "max", "column": "HOUR"},
+                ],
+            },
+        ],
+        "derived_features": [],
+        "model_inputs": ["C_NIGHTS_1"],
+    }
+)
+
 
 def _spec(name: str) -> FeatureSetSpec:
-    specs = {spec.name: spec for spec in (KITCHEN_SINK, KITCHEN_SINK_CENTS)}
+    specs = {spec.name: spec for spec in (KITCHEN_SINK, KITCHEN_SINK_CENTS, ROW_INPUTS)}
     return specs[name] if name in specs else load_feature_set(feature_set_path(FEATURES_DIR, name))
 
 
@@ -183,12 +204,12 @@ def _assert_equal_to_reference(
                 assert math.isclose(got, ref, rel_tol=1e-9, abs_tol=1e-9), (row["transaction_id"], name, got, ref)
 
 
-@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents", "fraud_v1", "fraud_v2"])
+@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents", "fraud_v1", "fraud_v2", "row_inputs"])
 def test_edges_match_the_reference(spark: SparkSession, spec_name: str) -> None:
     _assert_equal_to_reference(spark, edge_rows(), _spec(spec_name))
 
 
-@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents", "fraud_v1"])
+@pytest.mark.parametrize("spec_name", ["kitchen_sink", "kitchen_sink_cents", "fraud_v1", "row_inputs"])
 def test_random_data_matches_the_reference(spark: SparkSession, spec_name: str) -> None:
     _assert_equal_to_reference(spark, random_rows(300, seed=7), _spec(spec_name))
 
@@ -248,6 +269,7 @@ def test_point_in_time_no_leakage(spark: SparkSession) -> None:
         ("kitchen_sink", PAIR_JOIN_MAX_DAYS),  # the ties: all count group sums pairs
         ("fraud_v1", 1),  # every group sums pairs
         ("fraud_v2", 2),
+        ("row_inputs", None),
     ],
 )
 def test_a_build_from_start_equals_the_whole_history_on_its_days(

@@ -81,8 +81,13 @@ def compute_features(
     frame = events.withColumn(TS, F.col(source.timestamp).cast("timestamp").cast("long"))
     if any(a.on_label for group in spec.windows for a in group.aggregations):
         frame = frame.withColumn(LABEL_KNOWN, label_known(spec))
-    # the row features come after the windows: they depend on the row alone, and are not carried through the shuffles
-    columns = [*frame.columns, *(feature.name for feature in spec.row_features)]
+    # the row features come after the windows (they depend on the row alone: not carried through the windows'
+    # shuffles and sorts), unless a window aggregation reads one of them
+    read = {aggregation.column for group in spec.windows for aggregation in group.aggregations}
+    rows_first = any(feature.name in read for feature in spec.row_features)
+    if rows_first:
+        frame = add_row_features(frame, spec)
+    columns = frame.columns if rows_first else [*frame.columns, *(feature.name for feature in spec.row_features)]
     groups = list(spec.windows)
     paired: list[WindowGroup] = []
     if start is not None:
@@ -114,7 +119,8 @@ def compute_features(
             needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
             look_back = history.where(_at_or_after(source.timestamp, needed + 1, date_column))
             frame = _pair_columns(frame, look_back, group, spec)
-    frame = add_row_features(frame, spec)
+    if not rows_first:
+        frame = add_row_features(frame, spec)
     frame = frame.select(*columns, *spec.window_feature_names())  # the declared column order, whatever ran first
     frame = add_derived_features(frame, spec)
     helpers = [c for c in frame.columns if c.startswith("_")]
