@@ -168,6 +168,15 @@ SPARK_INPUT_SCHEMA = (
 )
 
 
+# The benchmark's Spark session settings. A day's look-back opens 38 partition folders: above Spark's threshold of 32
+# paths the listing runs as a Spark job of its own; the feature store reads Delta, whose log names the files (no
+# listing at all).
+SPARK_SESSION_CONF = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000",
+}
+
+
 def spark_features(spark, input_dir: Path, output: Path, *, start: dt.date | None, end: dt.date | None) -> int:
     """Lakestream's engine over the Parquet input; a day range reads only its look-back partitions.
 
@@ -291,17 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         runs=results["runs"]["duckdb_full"],
     )
 
-    config = load_config()
-    # a day's look-back opens 38 partition folders: above Spark's threshold of 32 paths the listing runs as a
-    # Spark job of its own; the feature store reads Delta, whose log names the files (no listing at all)
-    spark = build_spark_session(
-        config,
-        "bench-features",
-        extra_conf={
-            "spark.sql.shuffle.partitions": "4",
-            "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000",
-        },
-    )
+    spark = build_spark_session(load_config(), "bench-features", extra_conf=SPARK_SESSION_CONF)
     full_out = WORK / "spark_full"
     day_out = WORK / "spark_day"
     for path in (full_out, day_out, WORK / "spark_warmup"):

@@ -85,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark_session(
         load_config(),
         "profile-features",
-        extra_conf={  # the features benchmark's settings, and the UI for its REST API (loopback only)
-            "spark.sql.shuffle.partitions": "4",
-            "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000",
-            "spark.ui.enabled": "true",
-        },
+        extra_conf={**bench.SPARK_SESSION_CONF, "spark.ui.enabled": "true"},  # its REST API (loopback only)
     )
     full_out = bench.WORK / "profile_full"
     day_out = bench.WORK / "profile_day"
