@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import random
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from feature_reference import reference_features
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
+from lakestream.features import batch
 from lakestream.features.batch import (
     PAIR_JOIN_MAX_DAYS,
     _units_sql,
@@ -391,6 +393,33 @@ def test_fraud_v1_plans_one_window_operator_per_group(spark: SparkSession) -> No
     for group in spec.windows:
         assert f"Sort [(shiftleft({group.entity}#" in plan, plan
         assert f"Sort [{group.entity}#" in plan, plan
+
+
+def test_window_groups_compile_once_per_spec(spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build reuses the window columns an earlier build of an equal spec compiled (a fresh load of the same file
+    included), with the same values; a spec that differs anywhere (here the customer group's ties) compiles its own,
+    and its values are its own (the reference's)."""
+    compiled = []
+    compile_group = batch._window_columns
+
+    def counting(group, spec, share):
+        compiled.append((spec.name, group.entity, group.ties))
+        return compile_group(group, spec, share)
+
+    monkeypatch.setattr(batch, "_window_columns", counting)
+    monkeypatch.setattr(batch, "_COMPILED", {})
+    rows = spark.createDataFrame(edge_rows(), SCHEMA)
+    spec = _spec("fraud_v1")
+    first = compute_features(rows, spec=spec).collect()
+    again = compute_features(rows, spec=load_feature_set(feature_set_path(FEATURES_DIR, "fraud_v1"))).collect()
+    assert compiled == [("fraud_v1", "customer_id", "earlier_only"), ("fraud_v1", "terminal_id", "earlier_only")]
+    by_id = operator.itemgetter("transaction_id")
+    assert sorted(first, key=by_id) == sorted(again, key=by_id)
+    data = spec.model_dump()
+    data["windows"][0]["ties"] = "all"
+    changed = FeatureSetSpec.model_validate(data)
+    _assert_equal_to_reference(spark, edge_rows(), changed)
+    assert compiled[2:] == [("fraud_v1", "customer_id", "all"), ("fraud_v1", "terminal_id", "earlier_only")]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F  # noqa: N812
 
 from lakestream.config.models import LakestreamConfig
 from lakestream.errors import DataError
-from lakestream.features.batch import compute_features
+from lakestream.features.batch import compute_features, sql_name
 from lakestream.features.spec import FeatureSetSpec
 from lakestream.io.delta import is_delta_table, read_delta, replace_rows, table_version, write_delta
 from lakestream.spark import balanced_partitions
@@ -73,7 +73,8 @@ def join_labels(transactions: DataFrame, labels: DataFrame | None, *, spec: Feat
 
 def select_days(features: DataFrame, *, start: dt.date, end: dt.date, date_column: str = "tx_date") -> DataFrame:
     """Keep the rows whose event date lies in [start, end]."""
-    return features.where(F.col(date_column).between(F.lit(start), F.lit(end)))
+    column = sql_name(date_column)
+    return features.where(f"{column} >= DATE'{start.isoformat()}' AND {column} <= DATE'{end.isoformat()}'")
 
 
 def add_lineage(features: DataFrame, *, spec: FeatureSetSpec) -> DataFrame:
