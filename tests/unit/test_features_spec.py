@@ -171,6 +171,19 @@ def test_unknown_feature_set_lists_the_available_ones() -> None:
             },
             r"agg 'time_since_last' takes no column",
         ),
+        (
+            {
+                "windows": [
+                    {"entity": "customer_id", "windows_days": [1], "aggregations": [{"name": "N", "agg": "count"}]},
+                    {
+                        "entity": "terminal_id",
+                        "windows_days": [7],
+                        "aggregations": [{"name": "M", "agg": "mean", "column": "N"}],
+                    },
+                ]
+            },
+            r"aggregation M of the 'terminal_id' windows reads 'N', a window feature of an earlier group",
+        ),
         ({"source": {"fixed_point": {"amount": 2}}}, r"source.fixed_point names 'amount', not one of"),
         ({"source": {"fixed_point": {"tx_amount": 9}}}, r"source.fixed_point.tx_amount: 9 decimals; expected 0 to 6"),
     ],

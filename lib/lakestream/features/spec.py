@@ -180,6 +180,7 @@ class FeatureSetSpec(_Spec):
         for feature in self.row_features:
             _check_inputs(feature, known, stage="row_features")
             known.add(feature.name)
+        window_features: set[str] = set()
         for group in self.windows:
             if group.entity not in columns:
                 raise ValueError(f"window entity {group.entity!r} is not a source column; known: {sorted(columns)}")
@@ -208,12 +209,20 @@ class FeatureSetSpec(_Spec):
                     "undelayed windows have time_since_last (the previous event)"
                 )
             for _, aggregation, _ in group.expanded():
+                if aggregation.column is not None and aggregation.column in window_features:
+                    raise ValueError(
+                        f"aggregation {aggregation.name} of the {group.entity!r} windows reads {aggregation.column!r}, "
+                        "a window feature of an earlier group: window features can feed derived features, not "
+                        "other windows (a build from a start day reads each group's own look-back only, so the "
+                        "earlier group's values in this window would not be the whole history's)"
+                    )
                 if aggregation.column is not None and aggregation.column not in known:
                     raise ValueError(
                         f"aggregation {aggregation.name} reads unknown column {aggregation.column!r}; "
                         f"known: {sorted(known)}"
                     )
-            known.update(name for _, _, name in group.expanded())
+            window_features.update(name for _, _, name in group.expanded())
+            known.update(window_features)
         for feature in self.derived_features:
             _check_inputs(feature, known, stage="derived_features")
             known.add(feature.name)
