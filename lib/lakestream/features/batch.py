@@ -105,6 +105,7 @@ def compute_features(
             groups = [group for group in groups if group not in paired]
     history = frame
     kept_from = None
+    spec_key = spec.model_dump_json()  # names the spec's compiled Columns (_compiled)
     partitions = balanced_partitions(events.sparkSession)
     for number, group in enumerate(groups):
         if start is not None:
@@ -116,7 +117,7 @@ def compute_features(
         # sums add the same rows in the same order whatever ran before or was read: bit-equal days
         frame = _entity_ordered(frame.repartition(partitions, group.entity), group.entity, source.id)
         kept = frame.columns
-        terms, features = _group_columns(frame.sparkSession, group, spec, number)
+        terms, features = _group_columns(frame.sparkSession, group, spec, spec_key, number)
         # the group's distinct window aggregates first (computed by the Window operators), then its features
         frame = frame.select("*", *terms).select(*_named_columns(frame.sparkSession, kept), *features)
     if paired:
@@ -124,7 +125,7 @@ def compute_features(
         for group in paired:
             needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
             look_back = history.where(_at_or_after(source.timestamp, needed + 1, date_column))
-            frame = _pair_columns(frame, look_back, group, spec)
+            frame = _pair_columns(frame, look_back, group, spec, spec_key)
     if not rows_first:
         frame = add_row_features(frame, spec)
     # the declared column order, whatever ran first
@@ -266,11 +267,11 @@ def _compiled(spark: SparkSession, key: tuple[str, ...], build: Callable[[], _T]
     object): building a warm full fraud_v1 build's DataFrame made ~1,650 of them, a daily build's ~1,000-1,300.
     Columns are unresolved expressions, valid in any plan of the JVM that made them, so the ones a build derives
     from the spec alone (a group's window expressions, the pair sums and their features, lists of column names) are
-    kept per (JVM, key), the key naming the spec by its full JSON; at most COMPILED_ENTRIES of them, the least
-    recently used dropped first. With them and SQL text for the filters and the sort hint, the builds made ~270 and
-    ~300 round trips, and building and planning a full build's DataFrame took 0.24-0.34 s instead of 0.41-0.49 s
-    (medians of 20 builds, old and new code alternated, 2026-12-07); a daily build's 0.34-0.40 s instead of
-    0.36-0.44 s (its time goes to the JVM's analysis of the joins, not to round trips).
+    kept per (JVM, key), the key naming the spec by its full JSON (computed once per build); at most
+    COMPILED_ENTRIES of them, the least recently used dropped first. With them and SQL text for the filters
+    and the sort hint, the builds made ~270 and ~300 round trips, and building and planning a full build's DataFrame
+    took 0.24-0.34 s instead of 0.41-0.49 s (medians of 20 builds, old and new code alternated, 2026-12-07); a daily
+    build's 0.34-0.40 s instead of 0.36-0.44 s (its time goes to the JVM's analysis of the joins, not round trips).
     """
     gateway = spark.sparkContext._gateway
     full_key = (id(gateway), *key)
@@ -291,7 +292,7 @@ def _named_columns(spark: SparkSession, names: Sequence[str]) -> list[Column]:
 
 
 def _group_columns(
-    spark: SparkSession, group: WindowGroup, spec: FeatureSetSpec, number: int
+    spark: SparkSession, group: WindowGroup, spec: FeatureSetSpec, spec_key: str, number: int
 ) -> tuple[list[Column], list[Column]]:
     """The group's distinct window aggregates (aliased helper columns) and its features (``_compiled``)."""
 
@@ -300,7 +301,7 @@ def _group_columns(
         features = _window_columns(group, spec, share)
         return share.columns(), features
 
-    terms, features = _compiled(spark, ("group", spec.model_dump_json(), group.model_dump_json(), str(number)), build)
+    terms, features = _compiled(spark, ("group", spec_key, group.model_dump_json(), str(number)), build)
     return list(terms), list(features)
 
 
@@ -511,7 +512,9 @@ def _pairable(group: WindowGroup, spec: FeatureSetSpec) -> bool:
     )
 
 
-def _pair_columns(frame: DataFrame, history: DataFrame, group: WindowGroup, spec: FeatureSetSpec) -> DataFrame:
+def _pair_columns(
+    frame: DataFrame, history: DataFrame, group: WindowGroup, spec: FeatureSetSpec, spec_key: str
+) -> DataFrame:
     """frame + the group's features, summed over pairs (wanted row, look-back row of its entity in a frame).
 
     A row's frame holds the rows of its entity with (t - d - w, t - d] in whole seconds; with no delay, the rows of
@@ -572,7 +575,7 @@ def _pair_columns(frame: DataFrame, history: DataFrame, group: WindowGroup, spec
             results.append(_with_default(result, aggregation).alias(name))
         return [F.expr(f"{sql} AS {name}") for name, sql in sums.items()], results
 
-    sums, results = _compiled(frame.sparkSession, ("pairs", spec.model_dump_json(), group.model_dump_json()), build)
+    sums, results = _compiled(frame.sparkSession, ("pairs", spec_key, group.model_dump_json()), build)
     summed = pairs.groupBy("_p_id").agg(*sums)
     joined = frame.alias("_f").join(F.broadcast(summed), F.expr(f"_f.{row_id} = _p_id"), "left")  # one per wanted row
     return joined.select("_f.*", *results)

@@ -222,7 +222,7 @@ class FeatureSetSpec(_Spec):
                         f"known: {sorted(known)}"
                     )
             window_features.update(name for _, _, name in group.expanded())
-            known.update(window_features)
+        known.update(window_features)  # for the derived features and the model inputs
         for feature in self.derived_features:
             _check_inputs(feature, known, stage="derived_features")
             known.add(feature.name)
