@@ -100,8 +100,7 @@ def plain_encoded_columns(spec: FeatureSetSpec) -> list[str]:
     4.47-4.78 s (four builds each after a warm-up, alternated; the builds 6.0-7.0 s against 6.4-7.3 s), the table
     84.8 MB instead of 86.3 MB. Counts, flags and label means (mostly 0) keep their dictionaries.
     """
-    source = spec.source
-    columns = [source.id, source.timestamp, *(group.entity for group in spec.windows)]
+    columns = stats_columns(spec)  # the id, the event time and the entity keys
     for group in spec.windows:
         for _, aggregation, name in group.expanded():
             if aggregation.agg != "count" and not aggregation.on_label:  # every other kind gives continuous values
