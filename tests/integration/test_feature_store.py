@@ -69,8 +69,9 @@ def test_incremental_days_equal_a_full_backfill(
     first_file = sorted(path.glob("tx_date=*/*.parquet"))[0]
     chunks = pq.ParquetFile(first_file).metadata.row_group(0)
     encodings = {chunks.column(i).path_in_schema: chunks.column(i).encodings for i in range(chunks.num_columns)}
-    assert plain_encoded_columns(spec)
-    for column in plain_encoded_columns(spec):
+    plain = plain_encoded_columns(spec)
+    assert plain
+    for column in plain:
         assert "PLAIN_DICTIONARY" not in encodings[column], column
     assert "PLAIN_DICTIONARY" in encodings["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]
 

@@ -11,6 +11,8 @@ from lakestream.config import LakestreamConfig, load_config
 from lakestream.errors import SetupError
 from lakestream.spark import balanced_partitions, build_submit_command, initial_heap, spark_settings
 
+ADVISORY = "spark.sql.adaptive.advisoryPartitionSizeInBytes"
+
 
 def test_settings_wire_delta_local_jars_and_utc(config: LakestreamConfig) -> None:
     settings = spark_settings(config)
@@ -113,6 +115,23 @@ def test_balanced_partitions_round_up_to_a_multiple_of_the_cores(spark: SparkSes
             assert wanted <= got < wanted + cores
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+def test_balanced_partitions_grow_with_the_frames_estimated_size(spark: SparkSession) -> None:
+    cores = spark.sparkContext.defaultParallelism
+    before = {key: spark.conf.get(key) for key in ("spark.sql.shuffle.partitions", ADVISORY)}
+    try:
+        spark.conf.set("spark.sql.shuffle.partitions", "1")
+        spark.conf.set(ADVISORY, "1000b")
+        ids = spark.range(10_000)  # estimated at 8 bytes a row: 80,000 bytes, 80 advisory partitions
+        assert balanced_partitions(spark, ids) == -(-80 // cores) * cores
+        spark.conf.set(ADVISORY, "1m")
+        assert balanced_partitions(spark, ids) == cores  # smaller than the advisory size: the configured count
+        unknown = spark.createDataFrame(spark.sparkContext.parallelize([(1,)]), "x INT")  # no size estimate
+        assert balanced_partitions(spark, unknown) == cores
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
 
 
 def test_dataframe_debugging_round_trips_are_off_unless_configured(

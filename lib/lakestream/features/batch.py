@@ -106,7 +106,6 @@ def compute_features(
     history = frame
     kept_from = None
     spec_key = spec.model_dump_json()  # names the spec's compiled Columns (_compiled)
-    partitions = balanced_partitions(events.sparkSession)
     for number, group in enumerate(groups):
         if start is not None:
             needed = start_ts - round(group.lookback_days * SECONDS_PER_DAY)
@@ -115,6 +114,7 @@ def compute_features(
                 kept_from = needed
         # rows of an entity in (time, id) order: the window operators keep it (no sort of their own), so a frame's
         # sums add the same rows in the same order whatever ran before or was read: bit-equal days
+        partitions = balanced_partitions(frame.sparkSession, frame)
         frame = _entity_ordered(frame.repartition(partitions, group.entity), group.entity, source.id)
         kept = frame.columns
         terms, features = _group_columns(frame.sparkSession, group, spec, spec_key, number)

@@ -155,7 +155,7 @@ def write_features(
     try:
         write_delta(
             features.observe(written, F.count(F.lit(1)).alias("rows")).repartition(
-                balanced_partitions(spark), date_column
+                balanced_partitions(spark, features), date_column
             ),  # one file per day, not one per (task, day)
             path,
             mode="overwrite",
