@@ -353,11 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "pandas_full" in seconds:
         results["ratios"]["pandas_over_spark_full"] = round(seconds["pandas_full"] / seconds["spark_full"], 2)
+    # the goals: within 2x DuckDB at the default size, 1.5x at 10x data; 8x pandas only where it ran
+    within = 1.5 if args.scale >= 10 else 2.0
     results["goals"] = {
-        "spark_within_2x_duckdb": results["ratios"]["spark_full_over_duckdb"] <= 2.0,
-        "spark_8x_faster_than_pandas": results["ratios"].get("pandas_over_spark_full", 0) >= 8.0,
+        f"spark_within_{within:g}x_duckdb".replace(".", "_"): results["ratios"]["spark_full_over_duckdb"] <= within,
         "incremental_day_at_most_15pct": results["ratios"]["incremental_day_over_full"] <= 0.15,
     }
+    if "pandas_over_spark_full" in results["ratios"]:
+        results["goals"]["spark_8x_faster_than_pandas"] = results["ratios"]["pandas_over_spark_full"] >= 8.0
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
