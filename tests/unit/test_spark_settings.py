@@ -97,6 +97,16 @@ def test_local_masters_get_the_nio_local_file_system(config: LakestreamConfig) -
     assert "spark.hadoop.fs.file.impl" not in spark_settings(off)
 
 
+def test_local_masters_write_shuffle_blocks_uncompressed(config: LakestreamConfig) -> None:
+    assert spark_settings(config)["spark.shuffle.compress"] == "false"
+    # a cluster's shuffle blocks cross the network: Spark's default (LZ4) stays
+    command = build_submit_command(config, Path("jobs/x.py"), master="spark://h:7077")
+    assert not [part for part in command if "spark.shuffle.compress" in part]
+    conf = {"spark.shuffle.compress": "true"}  # and spark.conf turns it back on
+    on = spark_settings(config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})}))
+    assert on["spark.shuffle.compress"] == "true"
+
+
 def test_without_the_local_fs_jar_sessions_keep_hadoops_default(config: LakestreamConfig, tmp_path: Path) -> None:
     missing = config.model_copy(
         update={"spark": config.spark.model_copy(update={"local_fs_jar": tmp_path / "none.jar"})}
